@@ -1,0 +1,3 @@
+from .cli.admin import main
+
+main()

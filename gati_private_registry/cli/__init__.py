@@ -1,0 +1,1 @@
+"""Command-line entry points: ``gati-registry`` (operators) and ``gati`` (developers)."""

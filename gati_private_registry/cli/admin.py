@@ -1,0 +1,165 @@
+"""``gati-registry``: run and administer the registry."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import RegistryError
+from ..settings import Settings, load_settings
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    obj = ctx.find_root().obj or {}
+    data = overrides.pop("data", None) or obj.get("data")
+    merged = {"data": data, **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return load_settings(obj.get("config"), overrides=merged)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+data_option = click.option("--data", type=click.Path(file_okay=False, path_type=Path),
+                           help="Data directory (default ./registry-data).")
+config_option = click.option("--config", "config", type=click.Path(dir_okay=False, exists=True),
+                             help="TOML configuration file.")
+
+
+@click.group()
+@config_option
+@data_option
+@click.version_option(package_name="gati-private-registry")
+@click.pass_context
+def main(ctx: click.Context, config: str | None, data: Path | None) -> None:
+    """Gati Private Registry: serve and administer the registry."""
+    ctx.obj = {"config": config, "data": data}
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(exc: RegistryError) -> None:
+    raise click.ClickException(str(exc))
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8080).")
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default 2).")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default 8).")
+@config_option
+@data_option
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None,
+          threads: int | None, config: str | None, data: Path | None) -> None:
+    """Run the registry under gunicorn."""
+    if config:
+        ctx.find_root().obj["config"] = config
+    settings = _settings(ctx, host=host, port=port, workers=workers, threads=threads, data=data)
+    logging.getLogger().setLevel(settings.log_level)
+    from ..app import prepare
+    from .serve import run
+
+    try:
+        services, generated = prepare(settings)
+    except RegistryError as exc:
+        _fail(exc)
+        return
+    services.close()
+    if generated:
+        click.echo(f"Created user 'admin' with password: {generated}\n"
+                   "It is shown only this once; change it or set GATI_REGISTRY_ADMIN_PASSWORD.",
+                   err=True)
+    click.echo(f"Gati Private Registry on http://{settings.host}:{settings.port}/ "
+               f"(npm registry: http://{settings.host}:{settings.port}/npm/, "
+               f"data: {settings.data.resolve()})", err=True)
+    run(settings)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations."""
+    from ..services import build_services
+    from ..storage import migrate
+
+    services = build_services(_settings(ctx))
+    try:
+        before = migrate.pending(services.db.engine)
+        migrate.upgrade(services.db.engine)
+        click.echo(f"applied {len(before)} migration(s)" if before else "schema is current")
+    finally:
+        services.close()
+
+
+@main.group()
+def user() -> None:
+    """Local users."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "approver", "publisher", "reader"]),
+              required=True)
+@click.option("--email", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@data_option
+@click.pass_context
+def user_add(ctx: click.Context, name: str, role: str, email: str, password_stdin: bool,
+             data: Path | None) -> None:
+    """Create a local user."""
+    from ..app import prepare
+
+    if not password_stdin:
+        raise click.UsageError("give the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    services, _ = prepare(_settings(ctx, data=data))
+    try:
+        services.accounts.create_user(None, name, password, role, email)
+    except RegistryError as exc:
+        _fail(exc)
+    finally:
+        services.close()
+    click.echo(f"created {role} {name}", err=True)
+
+
+@main.group()
+def token() -> None:
+    """API tokens."""
+
+
+@token.command("create")
+@click.option("--user", "username", required=True)
+@click.option("--scope", type=click.Choice(["read", "publish", "approve", "admin"]),
+              default="publish", show_default=True)
+@click.option("--expires-days", type=int, default=None)
+@click.option("--name", default="created by gati-registry token create")
+@data_option
+@click.pass_context
+def token_create(ctx: click.Context, username: str, scope: str, expires_days: int | None,
+                 name: str, data: Path | None) -> None:
+    """Print a new token (and nothing else) on stdout."""
+    from ..app import prepare
+
+    services, generated = prepare(_settings(ctx, data=data))
+    try:
+        if generated:
+            click.echo(f"Created user 'admin' with password: {generated}", err=True)
+        new = services.accounts.create_token(None, username, scope, name=name,
+                                             expires_days=expires_days)
+    except RegistryError as exc:
+        _fail(exc)
+        return
+    finally:
+        services.close()
+    click.echo(new.secret)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,46 @@
+"""Run the WSGI app under gunicorn, configured from the settings."""
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from ..settings import Settings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}",
+            "workers": s.workers,
+            "threads": s.threads,
+            # gthread: keep-alive connections and a thread pool per process; fits an I/O
+            # bound registry without monkey-patching psycopg (see ENVIRONMENT.md)
+            "worker_class": "gthread",
+            "keepalive": 30,
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": s.log_level.lower(),
+            "proc_name": "gati-registry",
+            "forwarded_allow_ips": "",
+            "limit_request_line": 8190,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # runs in each worker after fork: every worker opens its own connections
+        from ..app import create_app
+
+        return create_app(self.settings)
+
+
+def run(settings: Settings) -> None:
+    _Gunicorn(settings).run()

@@ -1,0 +1,62 @@
+"""The services: plain Python that decides. Built once by :func:`build_services`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import Settings
+from ..storage.blobs import BlobStore, FileBlobStore
+from ..storage.changes import Generation
+from ..storage.db import Database, make_engine
+from .accounts import AccountService
+from .packages import PackageService
+from .packuments import PackumentCache
+from .publish import PublishService
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    generation: Generation
+    accounts: AccountService
+    publish: PublishService
+    packages: PackageService
+    packuments: PackumentCache
+
+    def health(self) -> dict[str, str]:
+        """Check the database and the blob store; returns a status per part.
+        Never raises."""
+        status: dict[str, str] = {}
+        try:
+            self.db.ping()
+            status["database"] = "ok"
+        except Exception as exc:  # reported, not raised: this feeds /readyz
+            status["database"] = f"error: {exc.__class__.__name__}"
+        try:
+            self.blobs.check()
+            status["blobs"] = "ok"
+        except OSError as exc:
+            status["blobs"] = f"error: {exc.__class__.__name__}"
+        return status
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings, blobs: BlobStore | None = None) -> Services:
+    """Open the database and the blob store and wire the services together."""
+    settings.data.mkdir(parents=True, exist_ok=True)
+    generation = Generation(settings.data / "generation")
+    engine = make_engine(settings.database_url, pool_size=settings.database.pool_size,
+                         echo=settings.database.echo)
+    db = Database(engine, after_commit=generation.bump)
+    store = blobs or FileBlobStore(settings.blob_dir)
+    publish = PublishService(settings, db, store)
+    return Services(
+        settings=settings, db=db, blobs=store, generation=generation,
+        accounts=AccountService(settings, db, generation.value),
+        publish=publish,
+        packages=PackageService(db, publish, generation.value),
+        packuments=PackumentCache(db, generation.value),
+    )

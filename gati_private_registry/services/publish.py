@@ -1,0 +1,262 @@
+"""``npm publish``: validate everything first, then store it all in one transaction."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..domain import Origin, Principal, Scope, VersionState, split_name
+from ..errors import Conflict, FieldError, Forbidden, TooLarge, ValidationFailed
+from ..settings import Settings
+from ..storage import changes
+from ..storage.blobs import BlobStore
+from ..storage.db import Database
+from ..storage.models import Blob, DistTag, Maintainer, Package, Version
+from . import audit, packuments
+from .validation import (TarballInfo, check_gati_module, check_manifest_agreement,
+                         inspect_tarball, is_valid_tag, parse_version, validate_package_name)
+
+log = logging.getLogger(__name__)
+
+#: publish-body keys that describe the transport, not the package
+_TRANSPORT_KEYS = {"_attachments", "_rev", "dist", "_npmUser", "_nodeVersion", "_npmVersion",
+                   "readme", "readmeFilename", "_id", "_resolved", "_integrity", "_from",
+                   "_shasum", "_where", "_requested", "_spec", "_inBundle", "_location",
+                   "_phantomChildren", "_requiredBy", "_args", "_development", "_optional"}
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    name: str
+    version: str
+    state: VersionState
+    tag: str
+    rev: str
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    name: str
+    version: str
+    tag: str
+    manifest: dict[str, Any]
+    tarball: bytes
+    info: TarballInfo
+    integrity: str
+    shasum: str
+    readme: str
+    readme_filename: str
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def upsert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on either backend."""
+    insert = pg_insert if session.bind is not None and \
+        session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+
+
+def initial_state(principal: Principal, name: str, version: str) -> VersionState:
+    """The state a new version starts in. Until the approvals workflow lands, the default
+    policy approves on publish."""
+    return VersionState.APPROVED
+
+
+class PublishService:
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+
+    # -- validation (no side effects) --------------------------------------------------
+
+    def parse(self, url_name: str, body: Any) -> _Candidate:
+        """Check a publish body completely; every problem is reported at once.
+
+        Raises :class:`ValidationFailed` or :class:`TooLarge`."""
+        errors: list[FieldError] = []
+        if not isinstance(body, dict):
+            raise ValidationFailed("publish body must be a JSON object",
+                                   details=[FieldError("body", "not an object")])
+        name = body.get("name") or body.get("_id")
+        if name != url_name:
+            errors.append(FieldError("name", f"body names {name!r} but the URL names {url_name!r}"))
+        errors += validate_package_name(url_name)
+        versions = body.get("versions")
+        attachments = body.get("_attachments")
+        tags = body.get("dist-tags") or {}
+        if not isinstance(versions, dict) or len(versions) != 1:
+            errors.append(FieldError("versions", "must hold exactly one version"))
+        tarballs = {k: v for k, v in (attachments or {}).items()
+                    if isinstance(v, dict) and not k.endswith(".sigstore")} \
+            if isinstance(attachments, dict) else {}
+        if len(tarballs) != 1:
+            errors.append(FieldError("_attachments", "must hold exactly one tarball"))
+        if not isinstance(tags, dict) or len(tags) > 1:
+            errors.append(FieldError("dist-tags", "must hold at most one tag"))
+        if errors:
+            raise ValidationFailed("invalid publish request", details=errors)
+        (version_key, manifest), = versions.items()  # type: ignore[union-attr]
+        (_att_name, att), = tarballs.items()
+        tag, tag_version = next(iter(tags.items())) if tags else ("latest", version_key)
+        if not isinstance(manifest, dict):
+            raise ValidationFailed("invalid publish request",
+                                   details=[FieldError("versions", "version entry must be an object")])
+        try:
+            version = parse_version(version_key)
+        except ValidationFailed as exc:
+            errors += exc.details
+            version = version_key
+        if manifest.get("version") != version_key or version != version_key:
+            errors.append(FieldError("version", f"{manifest.get('version')!r} is not a clean "
+                                     f"semver version matching the key {version_key!r}"))
+        if manifest.get("name") != url_name:
+            errors.append(FieldError("name", f"version entry names {manifest.get('name')!r}"))
+        if not isinstance(tag, str) or not is_valid_tag(tag):
+            errors.append(FieldError("dist-tags", f"{tag!r} is not a valid tag name"))
+        if tag_version != version_key:
+            errors.append(FieldError("dist-tags", "the tag must point at the published version"))
+        data_b64 = att.get("data")
+        if not isinstance(data_b64, str):
+            raise ValidationFailed("invalid publish request", details=errors + [
+                FieldError("_attachments", "tarball data missing")])
+        limits = self.settings.limits
+        if len(data_b64) * 3 // 4 > limits.max_tarball_size + 3:
+            raise TooLarge(f"tarball is larger than {limits.max_tarball_size} bytes")
+        try:
+            tarball = base64.b64decode(data_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationFailed("invalid publish request", details=errors + [
+                FieldError("_attachments", "tarball data is not base64")]) from None
+        length = att.get("length")
+        if length is not None and length != len(tarball):
+            errors.append(FieldError("_attachments", f"length says {length} bytes, data has {len(tarball)}"))
+        integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+        shasum = hashlib.sha1(tarball).hexdigest()
+        dist = manifest.get("dist") or {}
+        if dist.get("integrity") and dist["integrity"] != integrity:
+            errors.append(FieldError("dist.integrity", "does not match the tarball"))
+        if dist.get("shasum") and dist["shasum"] != shasum:
+            errors.append(FieldError("dist.shasum", "does not match the tarball"))
+        info = inspect_tarball(tarball, max_compressed=limits.max_tarball_size,
+                               max_unpacked=limits.max_unpacked_size, max_files=limits.max_files)
+        errors += check_manifest_agreement(manifest, info.package_json)
+        if info.gati_module is not None:
+            errors += check_gati_module(info.gati_module, name=url_name, version=version_key)
+        if errors:
+            raise ValidationFailed("invalid publish request", details=errors)
+        readme = manifest.get("readme") if isinstance(manifest.get("readme"), str) else None
+        if not readme or readme.startswith("ERROR: No README data found"):
+            readme = body.get("readme") if isinstance(body.get("readme"), str) else None
+        if not readme or readme.startswith("ERROR: No README data found"):
+            readme = info.readme or ""
+        clean = {k: v for k, v in manifest.items() if k not in _TRANSPORT_KEYS}
+        return _Candidate(name=url_name, version=version_key, tag=tag, manifest=clean,
+                          tarball=tarball, info=info, integrity=integrity, shasum=shasum,
+                          readme=readme[: 1024 * 1024],
+                          readme_filename=str(manifest.get("readmeFilename") or "README.md"))
+
+    # -- the write ---------------------------------------------------------------------
+
+    def publish(self, principal: Principal, url_name: str, body: Any,
+                origin: Origin | None = None) -> PublishResult:
+        """Validate and store a new version.
+
+        Raises :class:`Forbidden` (token scope, not a maintainer), :class:`Conflict`
+        (the version number was ever used), :class:`ValidationFailed`,
+        :class:`TooLarge`. On any error nothing is stored."""
+        if not principal.can(Scope.PUBLISH):
+            raise Forbidden("publishing needs a publish token")
+        cand = self.parse(url_name, body)
+        blob_existed = self.blobs.exists(hashlib.sha512(cand.tarball).hexdigest())
+        digest = self.blobs.put(cand.tarball)
+        try:
+            return self._store(principal, cand, digest, origin)
+        except BaseException:
+            if not blob_existed:
+                self._drop_unreferenced_blob(digest)
+            raise
+
+    def _drop_unreferenced_blob(self, digest: str) -> None:
+        with self.db.read() as s:
+            if s.get(Blob, digest) is None:
+                self.blobs.delete(digest)
+
+    def lock_package(self, s: Session, name: str, create: bool) -> Package | None:
+        """The package row, locked for the rest of the transaction so that writes to one
+        package are serialised (its packument is rebuilt from all versions)."""
+        if create:
+            t = now()
+            scope, _ = split_name(name)
+            upsert_ignore(s, Package, {"name": name, "scope": scope, "description": "",
+                                       "readme": "", "readme_filename": "", "rev": 0,
+                                       "created_at": t, "modified_at": t})
+        return s.scalar(select(Package).where(Package.name == name).with_for_update())
+
+    def _store(self, principal: Principal, cand: _Candidate, digest: str,
+               origin: Origin | None) -> PublishResult:
+        try:
+            with self.db.write() as s:
+                pkg = self.lock_package(s, cand.name, create=True)
+                assert pkg is not None
+                maintainers = set(s.scalars(select(Maintainer.user_id).where(
+                    Maintainer.package_id == pkg.id)).all())
+                if maintainers and principal.user_id not in maintainers and not principal.is_admin:
+                    raise Forbidden(f"you are not a maintainer of {cand.name}")
+                used = s.scalar(select(Version.id).where(Version.package_id == pkg.id,
+                                                         Version.version == cand.version))
+                if used is not None:
+                    raise Conflict(f"cannot publish over the previously published version "
+                                   f"{cand.version} of {cand.name}; a version number is used once")
+                t = now()
+                upsert_ignore(s, Blob, {"digest": digest, "size": len(cand.tarball),
+                                        "created_at": t})
+                state = initial_state(principal, cand.name, cand.version)
+                s.add(Version(
+                    package_id=pkg.id, version=cand.version, state=state.value,
+                    manifest=cand.manifest, gati_module=cand.info.gati_module,
+                    blob_digest=digest, integrity=cand.integrity, shasum=cand.shasum,
+                    size=len(cand.tarball), file_count=cand.info.file_count,
+                    unpacked_size=cand.info.unpacked_size,
+                    files=[[f.path, f.size] for f in cand.info.files],
+                    publisher_id=principal.user_id, published_at=t, state_changed_at=t,
+                    state_reason="approved on publish (default policy)"))
+                if principal.user_id not in maintainers:
+                    s.add(Maintainer(package_id=pkg.id, user_id=principal.user_id))
+                tag_row = s.get(DistTag, (pkg.id, cand.tag))
+                if tag_row is None:
+                    s.add(DistTag(package_id=pkg.id, tag=cand.tag, version=cand.version))
+                else:
+                    tag_row.version = cand.version
+                if cand.tag != "latest" and s.get(DistTag, (pkg.id, "latest")) is None:
+                    s.add(DistTag(package_id=pkg.id, tag="latest", version=cand.version))
+                pkg.description = str(cand.manifest.get("description") or pkg.description or "")
+                if cand.readme:
+                    pkg.readme, pkg.readme_filename = cand.readme, cand.readme_filename
+                pkg.rev += 1
+                pkg.modified_at = t
+                s.flush()
+                packuments.render(s, pkg)
+                changes.append(s, "version.publish", package=cand.name, version=cand.version,
+                               state=state.value, tag=cand.tag)
+                audit.record(s, principal, "version.publish", f"{cand.name}@{cand.version}",
+                             origin, state=state.value, integrity=cand.integrity)
+                return PublishResult(name=cand.name, version=cand.version, state=state,
+                                     tag=cand.tag, rev=f"{pkg.rev}")
+        except IntegrityError as exc:
+            # PostgreSQL: a concurrent publish of the same version committed first
+            raise Conflict(f"cannot publish over the previously published version "
+                           f"{cand.version} of {cand.name}") from exc

@@ -1,0 +1,226 @@
+"""The one settings object.
+
+Precedence, lowest first: defaults < TOML file < ``GATI_REGISTRY_*`` environment
+variables (``__`` nests: ``GATI_REGISTRY_DATABASE__URL``) < command-line flags.
+This is the only module that reads ``os.environ`` for settings.
+
+How to add a setting:
+1. add a field with a default to the right dataclass below (a new section is a new
+   frozen dataclass plus a field on :class:`Settings`);
+2. document it in ``config/registry.example.toml``;
+3. if it is a duration or a size, give it a ``_parse_*`` in ``_COERCE``;
+4. test it in ``tests/unit/test_settings.py``.
+Unknown keys in the file or the environment are warned about, never silently used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ValidationFailed, FieldError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "GATI_REGISTRY_"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    #: SQLAlchemy URL; empty means ``sqlite:///<data>/registry.db``.
+    url: str = ""
+    pool_size: int = 10
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    #: largest accepted compressed tarball
+    max_tarball_size: int = 50 * 1024 * 1024
+    #: largest accepted total of unpacked file sizes (stops gzip bombs)
+    max_unpacked_size: int = 250 * 1024 * 1024
+    max_files: int = 20_000
+    #: largest accepted request body (a publish is about 1.37 x its tarball)
+    max_request_size: int = 80 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    #: days a token made by ``npm login``/``adduser`` lives; 0 = never expires
+    login_token_days: int = 90
+    #: minimum password length for new local users
+    min_password_length: int = 8
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the registry can be told. Frozen; build with :func:`load_settings`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data: Path = Path("registry-data")
+    workers: int = 2
+    threads: int = 8
+    #: the external base URL (``https://registry.corp/``); empty: built from each request
+    public_url: str = ""
+    #: reads (packuments, tarballs, search) without a token
+    anonymous_read: bool = False
+    #: ``npm adduser`` may create new local users
+    allow_signup: bool = False
+    #: peers whose X-Forwarded-*/Forwarded headers are believed (IPs or CIDRs)
+    trusted_proxies: tuple[str, ...] = ()
+    #: password for the ``admin`` user created on first start (else one is generated)
+    admin_password: str = ""
+    #: secret for session cookies and CSRF; empty: generated and kept in the data dir
+    secret_key: str = ""
+    log_level: str = "INFO"
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data / 'registry.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data / "blobs"
+
+    @classmethod
+    def for_tests(cls, tmp_path: Path, **overrides: Any) -> "Settings":
+        """Settings rooted in ``tmp_path``; ``overrides`` use the same nesting as the file
+        (``database={"url": ...}``)."""
+        base: dict[str, Any] = {"data": str(tmp_path), "admin_password": "admin-pass-1",
+                                "secret_key": "test-secret"}
+        return _build([base, overrides])
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.I)
+
+
+def parse_size(value: Any) -> int:
+    """``"50MB"``, ``"512k"``, ``1048576`` → bytes."""
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"not a size: {value!r}")
+    n = int(m.group(1))
+    unit = (m.group(2) or "b").lower()[0]
+    return n * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    t = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    if t == "bool":
+        return _parse_bool(value)
+    if t == "int":
+        if "size" in name:
+            return parse_size(value)
+        return int(value)
+    if t == "Path":
+        return Path(str(value))
+    if t.startswith("tuple"):
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return tuple(str(v) for v in value)
+    return str(value)
+
+
+def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        elif isinstance(value, Mapping):
+            into[key] = {}
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
+                   errors: list[FieldError]) -> Any:
+    kwargs: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in raw.items():
+        key_n = key.replace("-", "_").lower()
+        f = fields.get(key_n)
+        if f is None:
+            log.warning("unknown setting %s%s ignored", path, key)
+            continue
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if sub is not None and dataclasses.is_dataclass(sub):
+            if not isinstance(value, Mapping):
+                errors.append(FieldError(path + key_n, "must be a table"))
+                continue
+            kwargs[key_n] = _build_section(sub, value, f"{path}{key_n}.", errors)
+            continue
+        try:
+            kwargs[key_n] = _coerce(value, f.type, key_n)
+        except (TypeError, ValueError) as exc:
+            errors.append(FieldError(path + key_n, str(exc)))
+    return cls(**kwargs)
+
+
+def _build(layers: list[Mapping[str, Any]]) -> Settings:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _merge(merged, layer)
+    errors: list[FieldError] = []
+    settings = _build_section(Settings, merged, "", errors)
+    if errors:
+        raise ValidationFailed("invalid settings", details=errors)
+    return settings  # type: ignore[no-any-return]
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``GATI_REGISTRY_DATABASE__URL=x`` → ``{"database": {"url": "x"}}``."""
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, *,
+                  environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read defaults, then the TOML file (``config_file`` or ``$GATI_REGISTRY_CONFIG``),
+    then the environment, then ``overrides`` (command-line flags; ``None`` values are
+    ignored).
+
+    Raises :class:`ValidationFailed` listing every bad value, or ``FileNotFoundError``.
+    """
+    env = os.environ if environ is None else environ
+    layers: list[Mapping[str, Any]] = []
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            layers.append(tomllib.load(fh))
+    layers.append(env_layer(env))
+    if overrides:
+        layers.append({k: v for k, v in overrides.items() if v is not None})
+    return _build(layers)

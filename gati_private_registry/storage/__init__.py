@@ -1,0 +1,1 @@
+"""Persistence: the database (SQLAlchemy), the blob store and the changes feed."""

@@ -1,0 +1,112 @@
+"""Content-addressed blob store: tarballs named by their sha512 digest."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from ..errors import NotFound
+
+
+class BlobStore(Protocol):
+    """Where tarball bytes live. Implementations must make ``put`` atomic: a reader
+    never sees a partial blob under its final name."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data``; return its sha512 hex digest. Storing existing bytes is a no-op."""
+
+    def open(self, digest: str) -> BinaryIO:
+        """A binary file object; raises :class:`NotFound`."""
+
+    def path(self, digest: str) -> Path | None:
+        """A local path for zero-copy serving, or None when the store has none."""
+
+    def exists(self, digest: str) -> bool: ...
+
+    def size(self, digest: str) -> int:
+        """Raises :class:`NotFound`."""
+
+    def delete(self, digest: str) -> None: ...
+
+    def check(self) -> None:
+        """Raise ``OSError`` when the store cannot be written."""
+
+
+def _valid_digest(digest: str) -> bool:
+    return len(digest) == 128 and all(c in "0123456789abcdef" for c in digest)
+
+
+class FileBlobStore:
+    """Blobs under ``root/ab/cd/<digest>``; written to a temp file in the same
+    directory, fsynced, then renamed into place, so a crash leaves at most a temp file
+    (named ``.tmp-*``), never a half blob under a real name."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, digest: str) -> Path:
+        if not _valid_digest(digest):
+            raise NotFound(f"no blob {digest[:16]}")
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha512(data).hexdigest()
+        final = self._path(digest)
+        if final.exists():
+            return digest
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=final.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        # the rename itself must survive a crash too
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return digest
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self._path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"no blob {digest[:16]}") from None
+
+    def path(self, digest: str) -> Path | None:
+        return self._path(digest)
+
+    def exists(self, digest: str) -> bool:
+        try:
+            return self._path(digest).exists()
+        except NotFound:
+            return False
+
+    def size(self, digest: str) -> int:
+        try:
+            return self._path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"no blob {digest[:16]}") from None
+
+    def delete(self, digest: str) -> None:
+        try:
+            self._path(digest).unlink()
+        except FileNotFoundError:
+            pass
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-ready-", dir=self.root)
+        os.close(fd)
+        os.unlink(tmp)

@@ -1,0 +1,46 @@
+"""Schema migrations with Alembic, run from code (no alembic.ini to ship)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config(engine: Engine | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``. Safe to run when already there."""
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def pending(engine: Engine) -> list[str]:
+    """Revisions not yet applied (empty when the schema is current)."""
+    script = ScriptDirectory.from_config(_config())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    heads = set(script.get_heads())
+    if current == heads:
+        return []
+    return [rev.revision for rev in script.iterate_revisions(list(heads), list(current) or None)
+            if rev.revision not in current] if current else sorted(heads)
+
+
+def revision(engine: Engine, message: str) -> None:
+    """Developer helper: autogenerate a new migration against ``engine``."""
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.revision(cfg, message=message, autogenerate=True)

@@ -1,0 +1,192 @@
+"""The database tables. Every change of state also appends a ``changes`` row and an
+``audit_events`` row in the same transaction (see services)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import Base
+
+# BigInteger ids on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    username: Mapped[str] = mapped_column(String(214), unique=True)
+    email: Mapped[str] = mapped_column(String(320), default="")
+    role: Mapped[str] = mapped_column(String(16))
+    #: argon2id hash; NULL for users who can only sign in through a directory
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="local")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: public identifier shown by ``npm token list`` (never the secret)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    #: sha256 of the secret: tokens are 256-bit random, so a fast digest is safe and
+    #: keeps an authenticated read as cheap as an anonymous one
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    #: first characters of the secret, to help people recognise it
+    prefix: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    scope: Mapped[str] = mapped_column(String(16))
+    cidr: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Package(Base):
+    __tablename__ = "packages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(214), unique=True)
+    scope: Mapped[str | None] = mapped_column(String(214), nullable=True, index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    readme: Mapped[str] = mapped_column(Text, default="")
+    readme_filename: Mapped[str] = mapped_column(String(255), default="")
+    #: monotonic revision, the number in ``_rev``
+    rev: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Maintainer(Base):
+    __tablename__ = "maintainers"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+
+
+class Blob(Base):
+    __tablename__ = "blobs"
+
+    #: sha512 hex of the tarball bytes; the file name in the blob store
+    digest: Mapped[str] = mapped_column(String(128), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Version(Base):
+    """A published ``name@version``. Rows are never deleted: an unpublished or rejected
+    version keeps its row so its number can never be used again."""
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("package_id", "version"),
+                      Index("ix_versions_package_state", "package_id", "state"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16))
+    #: the version manifest as served, without ``dist`` (rebuilt from the columns)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    gati_module: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    blob_digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest"), index=True)
+    integrity: Mapped[str] = mapped_column(String(100))
+    shasum: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(BigInteger)
+    file_count: Mapped[int] = mapped_column(Integer)
+    unpacked_size: Mapped[int] = mapped_column(BigInteger)
+    #: the tarball's file list: [[path, size], ...]
+    files: Mapped[list[Any]] = mapped_column(JSON)
+    deprecated: Mapped[str | None] = mapped_column(Text, nullable=True)
+    publisher_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
+                                                     nullable=True)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    unpublished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                            nullable=True)
+    state_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+
+    package: Mapped[Package] = relationship()
+    publisher: Mapped[User | None] = relationship()
+
+
+class DistTag(Base):
+    __tablename__ = "dist_tags"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    tag: Mapped[str] = mapped_column(String(214), primary_key=True)
+    version: Mapped[str] = mapped_column(String(256))
+
+
+class Packument(Base):
+    """Rendered documents, rebuilt in the transaction that changes the package, so a
+    read is one primary-key lookup."""
+
+    __tablename__ = "packuments"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    name: Mapped[str] = mapped_column(String(214), unique=True)
+    #: false once every version is gone: the name answers 404
+    visible: Mapped[bool] = mapped_column(Boolean)
+    #: JSON bytes with BASE_MARKER where the external base URL goes (it depends on the
+    #: request unless ``public_url`` is set); gzip is done per base URL in memory
+    full: Mapped[bytes] = mapped_column(LargeBinary)
+    abbreviated: Mapped[bytes] = mapped_column(LargeBinary)
+    #: content hash of ``full``; representation ETags are derived from it
+    etag: Mapped[str] = mapped_column(String(64))
+    modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Change(Base):
+    """The changes feed: one row per write, in commit order within a backend."""
+
+    __tablename__ = "changes"
+
+    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    package: Mapped[str | None] = mapped_column(String(214), nullable=True, index=True)
+    version: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(214), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(600), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(400), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WebLogin(Base):
+    """An ``npm login --auth-type=web`` session waiting for a person to confirm it."""
+
+    __tablename__ = "web_logins"
+
+    #: sha256 of the random id in the login and done URLs
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    create_user: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                nullable=True)
+    consumed: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,81 @@
+"""HTTP: blueprints, and the one place where domain errors become responses."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ..errors import RegistryError, TooLarge
+from ..services import Services
+from . import npm, ops, panel
+from .errors import api_body, auth_headers, npm_body, status_for
+
+log = logging.getLogger(__name__)
+
+
+def _front_door(path: str) -> str:
+    if path.startswith("/npm/"):
+        return "npm"
+    if path.startswith("/api/"):
+        return "api"
+    return "panel"
+
+
+def render_error(exc: RegistryError) -> Response:
+    """The only mapping from a domain error to an HTTP response, one renderer per door."""
+    status = status_for(exc)
+    door = _front_door(request.path)
+    if door == "npm":
+        resp = Response(npm_body(exc), status=status, mimetype="application/json")
+    elif door == "api":
+        resp = Response(api_body(exc), status=status, mimetype="application/json")
+    else:
+        resp = Response(render_template("error.html", error=exc, status=status), status=status)
+    for key, value in auth_headers(exc):
+        resp.headers[key] = value
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def create_wsgi_app(services: Services, secret_key: str) -> Flask:
+    """The Flask app for ``services``, wrapped by the lean npm read path."""
+    app = Flask("gati_private_registry", static_folder="static", template_folder="templates")
+    app.config.update(
+        SECRET_KEY=secret_key,
+        MAX_CONTENT_LENGTH=services.settings.limits.max_request_size,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=services.settings.public_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["gati"] = services
+    csrf = CSRFProtect(app)
+    csrf.exempt(npm.bp)  # token-authenticated API for CLIs, no cookies involved
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(npm.bp)
+    app.register_blueprint(panel.bp)
+
+    app.register_error_handler(RegistryError, render_error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(_exc: Any) -> Response:
+        return render_error(TooLarge("request body is larger than the configured limit"))
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError) -> Any:
+        return render_template("error.html", error=exc.description, status=400), 400
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Any:
+        if _front_door(request.path) == "panel":
+            return render_template("error.html", error=exc.description, status=exc.code), exc.code
+        import json
+        return Response(json.dumps({"error": exc.description, "reason": exc.name}),
+                        status=exc.code or 500, mimetype="application/json")
+
+    app.wsgi_app = npm.NpmReadPath(services, app.wsgi_app)  # type: ignore[method-assign]
+    return app

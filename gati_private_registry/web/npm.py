@@ -1,0 +1,500 @@
+"""The npm registry protocol under ``/npm/``.
+
+Packument and tarball reads are most of the traffic, so they are answered by
+:class:`NpmReadPath`, a plain WSGI layer in front of Flask: one dict lookup and one
+memory read for a cached packument. Everything else goes through the Flask blueprint.
+Paths are parsed here, not by Flask routing, because ``@scope%2fname`` arrives
+percent-decoded and a scoped name spans two segments.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+from flask import Blueprint, Response, current_app, request
+
+from ..domain import Principal, Scope
+from ..errors import (FieldError, NotFound, RegistryError, TooLarge, Unauthenticated,
+                      ValidationFailed)
+from ..services import Services
+from ..services.packuments import iso
+from . import auth
+from .errors import auth_headers, npm_body, status_for
+
+ABBREVIATED = "application/vnd.npm.install-v1+json"
+
+
+@dataclass(frozen=True)
+class NpmRoute:
+    kind: str
+    name: str = ""
+    arg: str = ""
+
+
+def parse_path(path: str) -> NpmRoute | None:
+    """Classify a path below ``/npm/`` (already percent-decoded)."""
+    segs = [s for s in path.split("/")]
+    while segs and segs[-1] == "":
+        segs.pop()
+    if not segs:
+        return None
+    if segs[0] == "-":
+        rest = segs[1:]
+        if rest == ["ping"]:
+            return NpmRoute("ping")
+        if rest == ["whoami"]:
+            return NpmRoute("whoami")
+        if rest == ["v1", "search"]:
+            return NpmRoute("search")
+        if rest == ["v1", "login"]:
+            return NpmRoute("web_login")
+        if len(rest) == 3 and rest[:2] == ["v1", "done"]:
+            return NpmRoute("web_done", arg=rest[2])
+        if len(rest) >= 2 and rest[0] == "user" and rest[1].startswith("org.couchdb.user:"):
+            return NpmRoute("couch_user", name=rest[1][len("org.couchdb.user:"):])
+        if len(rest) >= 3 and rest[:2] == ["user", "token"]:
+            return NpmRoute("logout", arg="/".join(rest[2:]))
+        if rest == ["npm", "v1", "tokens"]:
+            return NpmRoute("tokens")
+        if len(rest) >= 5 and rest[:4] == ["npm", "v1", "tokens", "token"]:
+            return NpmRoute("token", arg="/".join(rest[4:]))
+        if rest[:4] == ["npm", "v1", "security", "advisories"] or \
+                rest[:4] == ["npm", "v1", "security", "audits"]:
+            return NpmRoute("audit", arg="/".join(rest[4:]))
+        if len(rest) >= 3 and rest[0] == "package":
+            name_segs = rest[1:3] if rest[1].startswith("@") else rest[1:2]
+            tail = rest[1 + len(name_segs):]
+            name = "/".join(name_segs)
+            if tail == ["dist-tags"]:
+                return NpmRoute("dist_tags", name=name)
+            if len(tail) == 2 and tail[0] == "dist-tags":
+                return NpmRoute("dist_tag", name=name, arg=tail[1])
+            if tail == ["visibility"]:
+                return NpmRoute("visibility", name=name)
+        return None
+    if segs[0].startswith("@"):
+        if len(segs) < 2:
+            return None
+        name, rest = f"{segs[0]}/{segs[1]}", segs[2:]
+    else:
+        name, rest = segs[0], segs[1:]
+    if not rest:
+        return NpmRoute("packument", name=name)
+    if len(rest) == 2 and rest[0] == "-rev":
+        return NpmRoute("rev", name=name, arg=rest[1])
+    if rest[0] == "-" and len(rest) >= 2:
+        if len(rest) >= 4 and rest[-2] == "-rev":
+            return NpmRoute("tarball_rev", name=name, arg=rest[-3])
+        # npm's own publish body names scoped tarballs ".../-/@scope/name-1.0.0.tgz"
+        return NpmRoute("tarball", name=name, arg=rest[-1])
+    if len(rest) == 1:
+        return NpmRoute("version", name=name, arg=rest[0])
+    return None
+
+
+def error_response(exc: RegistryError, start_response: Callable[..., Any]) -> list[bytes]:
+    body = npm_body(exc)
+    status = status_for(exc)
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+               ("Cache-Control", "no-store")] + auth_headers(exc)
+    start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+    return [body]
+
+
+_REASONS = {200: "OK", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
+            503: "Service Unavailable"}
+
+
+def _etag_matches(environ: dict[str, Any], etag: str) -> bool:
+    inm = environ.get("HTTP_IF_NONE_MATCH")
+    if not inm:
+        return False
+    return any(tag.strip().removeprefix("W/") == etag for tag in inm.split(","))
+
+
+class NpmReadPath:
+    """WSGI middleware answering packument and tarball GETs without Flask."""
+
+    def __init__(self, services: Services, app: Callable[..., Any]) -> None:
+        self.services = services
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO", "")
+        if (method == "GET" or method == "HEAD") and path.startswith("/npm/") \
+                and not path.startswith("/npm/-/"):
+            route = parse_path(path[5:])
+            if route is not None and route.kind in ("packument", "tarball"):
+                try:
+                    auth.reader(environ, self.services)
+                    if route.kind == "packument":
+                        return self._packument(environ, start_response, route.name)
+                    return self._tarball(environ, start_response, route.name, route.arg)
+                except RegistryError as exc:
+                    return error_response(exc, start_response)
+        return self.app(environ, start_response)
+
+    def _packument(self, environ: dict[str, Any], start_response: Callable[..., Any],
+                   name: str) -> Iterable[bytes]:
+        abbreviated = ABBREVIATED in environ.get("HTTP_ACCEPT", "")
+        base = auth.base_url(environ, self.services.settings)
+        fresh = "write=true" in environ.get("QUERY_STRING", "")
+        rep = self.services.packuments.get(name, base, abbreviated, fresh=fresh)
+        if rep is None:
+            raise NotFound(f"{name} is not in this registry")
+        use_gzip = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") and len(rep.body) > 512
+        etag = rep.etag[:-1] + '-gz"' if use_gzip else rep.etag
+        headers = [("Content-Type", ABBREVIATED if abbreviated else "application/json"),
+                   ("ETag", etag), ("Cache-Control", "no-cache"),
+                   ("Vary", "Accept, Accept-Encoding, Authorization")]
+        if _etag_matches(environ, etag):
+            start_response("304 Not Modified", headers)
+            return []
+        body = rep.gzipped() if use_gzip else rep.body
+        if use_gzip:
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+    def _tarball(self, environ: dict[str, Any], start_response: Callable[..., Any],
+                 name: str, filename: str) -> Iterable[bytes]:
+        ref = self.services.packages.tarball(name, filename)
+        etag = f'"{ref.digest[:40]}"'
+        # never Content-Encoding on a .tgz: clients would inflate it and fail the integrity check
+        headers = [("Content-Type", "application/octet-stream"), ("ETag", etag),
+                   ("Cache-Control", "private, max-age=31536000, immutable"),
+                   ("Content-Length", str(ref.size))]
+        if _etag_matches(environ, etag):
+            start_response("304 Not Modified", headers[1:3])
+            return []
+        fh = self.services.blobs.open(ref.digest)
+        start_response("200 OK", headers)
+        if environ["REQUEST_METHOD"] == "HEAD":
+            fh.close()
+            return []
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None:
+            return wrapper(fh, 256 * 1024)  # type: ignore[no-any-return]
+        return _iter_file(fh)
+
+
+def _iter_file(fh: Any) -> Iterable[bytes]:
+    try:
+        while chunk := fh.read(256 * 1024):
+            yield chunk
+    finally:
+        fh.close()
+
+
+# -- the Flask blueprint for everything else -------------------------------------------
+
+bp = Blueprint("npm", __name__)
+
+
+def _services() -> Services:
+    return current_app.extensions["gati"]  # type: ignore[no-any-return]
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    resp = Response(json.dumps(data), status=status, mimetype="application/json")
+    resp.headers["Cache-Control"] = "no-store"
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _body() -> Any:
+    raw = request.get_data(cache=False)
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        # npm gzips audit bodies; Flask does not inflate request bodies
+        try:
+            raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(
+                raw, _services().settings.limits.max_request_size)
+        except zlib.error:
+            raise ValidationFailed("body is not valid gzip",
+                                   details=[FieldError("body", "bad gzip")]) from None
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ValidationFailed("body is not valid JSON",
+                               details=[FieldError("body", "invalid JSON")]) from None
+
+
+def _who(required: bool = True) -> Principal | None:
+    who = auth.principal(request.environ, _services())
+    if who is None and required:
+        raise Unauthenticated("log in first: npm login")
+    return who
+
+
+def _origin() -> Any:
+    return auth.origin(request.environ, _services().settings)
+
+
+def _base() -> str:
+    return auth.base_url(request.environ, _services().settings)
+
+
+@bp.route("/npm/", methods=["GET"])
+def root() -> Response:
+    return _json({"db_name": "gati-registry"})
+
+
+@bp.route("/npm/<path:rest>", methods=["GET", "HEAD", "PUT", "POST", "DELETE"])
+def dispatch(rest: str) -> Response:
+    route = parse_path(rest)
+    if route is None:
+        raise NotFound(f"no such endpoint: {request.method} /npm/{rest}")
+    handler = _HANDLERS.get((route.kind, request.method if request.method != "HEAD" else "GET"))
+    if handler is None:
+        raise NotFound(f"{request.method} is not supported on /npm/{rest}")
+    return handler(route)
+
+
+def h_ping(route: NpmRoute) -> Response:
+    return _json({})
+
+
+def h_whoami(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    return _json({"username": who.username})
+
+
+def h_version(route: NpmRoute) -> Response:
+    services = _services()
+    auth.reader(request.environ, services)
+    doc = services.packuments.get_document(route.name, _base())
+    if doc is None:
+        raise NotFound(f"{route.name} is not in this registry")
+    version = doc["dist-tags"].get(route.arg, route.arg)
+    if version not in doc["versions"]:
+        raise NotFound(f"{route.name}@{route.arg} is not in this registry")
+    return _json(doc["versions"][version])
+
+
+def h_publish_or_update(route: NpmRoute) -> Response:
+    services = _services()
+    who = _who()
+    assert who is not None
+    body = _body()
+    if isinstance(body, dict) and "_attachments" in body:
+        result = services.publish.publish(who, route.name, body, _origin())
+        return _json({"ok": True, "id": route.name, "rev": result.rev,
+                      "success": True}, status=201)
+    done = services.packages.update_from_document(who, route.name, body, _origin(), removal=False)
+    return _json({"ok": True, "id": route.name, "message": done})
+
+
+def h_rev_put(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    done = _services().packages.update_from_document(who, route.name, _body(), _origin(),
+                                                     removal=True)
+    return _json({"ok": True, "id": route.name, "message": done})
+
+
+def h_rev_delete(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    _services().packages.unpublish_package(who, route.name, _origin())
+    return _json({"ok": True, "id": route.name})
+
+
+def h_tarball_delete(route: NpmRoute) -> Response:
+    # The version itself was unpublished by the preceding PUT; the blob stays for the
+    # audit trail and is no longer served. Only owners get a success here.
+    who = _who()
+    assert who is not None
+    _services().packages.check_owner(who, route.name)
+    return _json({"ok": True})
+
+
+def h_search(route: NpmRoute) -> Response:
+    services = _services()
+    auth.reader(request.environ, services)
+    text = request.args.get("text", "")
+    try:
+        size = max(1, min(250, int(request.args.get("size", 20))))
+        offset = max(0, int(request.args.get("from", 0)))
+    except ValueError:
+        raise ValidationFailed("size and from must be numbers",
+                               details=[FieldError("size", "not a number")]) from None
+    hits, total = services.packages.search(text, size, offset)
+    top = max((h.score for h in hits), default=1.0)
+    objects = [{
+        "package": {
+            "name": h.name, "version": h.version, "description": h.description,
+            "keywords": h.keywords, "date": iso(h.date),
+            "links": {"npm": f"{_base()}/packages/{h.name}"},
+            "publisher": {"username": h.publisher, "email": ""},
+            "maintainers": [{"username": m, "email": ""} for m in h.maintainers],
+        },
+        "score": {"final": h.score / top, "detail": {"quality": 1.0, "popularity": 0.0,
+                                                     "maintenance": 1.0}},
+        "searchScore": h.score,
+    } for h in hits]
+    return _json({"objects": objects, "total": total,
+                  "time": datetime.now(timezone.utc).strftime("%a %b %d %Y %H:%M:%S GMT+0000")})
+
+
+def h_web_login(route: NpmRoute) -> Response:
+    body = _body() if request.content_length else None
+    create = bool(isinstance(body, dict) and body.get("create"))
+    sid = _services().accounts.start_web_login(create=create)
+    base = _base()
+    return _json({"loginUrl": f"{base}/login/npm/{sid}", "doneUrl": f"{base}/npm/-/v1/done/{sid}"})
+
+
+def h_web_done(route: NpmRoute) -> Response:
+    token = _services().accounts.poll_web_login(route.arg, _origin())
+    if token is None:
+        return _json({}, status=202, headers={"Retry-After": "1"})
+    return _json({"token": token})
+
+
+def h_couch_login(route: NpmRoute) -> Response:
+    body = _body()
+    if not isinstance(body, dict):
+        raise ValidationFailed("body must be a JSON object", details=[FieldError("body", "not an object")])
+    name = body.get("name") or route.name
+    if name != route.name:
+        raise ValidationFailed("the name in the body and the URL differ",
+                               details=[FieldError("name", "mismatch")])
+    password = body.get("password")
+    if not isinstance(password, str):
+        creds = auth.basic_credentials(request.environ)
+        password = creds[1] if creds and creds[0] == name else ""
+    token = _services().accounts.couch_login(name, password, str(body.get("email") or ""),
+                                             _origin())
+    return _json({"ok": True, "id": f"org.couchdb.user:{name}", "rev": "1-0", "token": token},
+                 status=201)
+
+
+def h_couch_get(route: NpmRoute) -> Response:
+    raise NotFound(f"no user {route.name}")
+
+
+def h_logout(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    _services().accounts.revoke_token(who, route.arg, _origin(), require_scope=False)
+    return _json({"ok": True})
+
+
+def _token_json(info: Any, secret: str | None = None) -> dict[str, Any]:
+    return {"key": info.key, "token": secret or f"{info.prefix}…", "name": info.name,
+            "created": iso(info.created_at), "updated": iso(info.created_at),
+            "readonly": info.scope is Scope.READ, "scope": info.scope.value,
+            "cidr_whitelist": info.cidr,
+            "expires": iso(info.expires_at) if info.expires_at else None,
+            "last_used": iso(info.last_used_at) if info.last_used_at else None}
+
+
+def h_tokens_list(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    infos = _services().accounts.list_tokens(who)
+    return _json({"objects": [_token_json(i) for i in infos], "total": len(infos), "urls": {}})
+
+
+def h_tokens_create(route: NpmRoute) -> Response:
+    services = _services()
+    who = _who()
+    assert who is not None
+    body = _body()
+    if not isinstance(body, dict):
+        raise ValidationFailed("body must be a JSON object", details=[FieldError("body", "not an object")])
+    password = body.get("password")
+    if not isinstance(password, str):
+        raise ValidationFailed("your password is required", details=[FieldError("password", "required")])
+    services.accounts.check_password(who.username, password, _origin())
+    expires = body.get("expires")
+    if expires is not None and not isinstance(expires, int):
+        raise ValidationFailed("expires must be a number of days",
+                               details=[FieldError("expires", "not a whole number")])
+    cidr = body.get("cidr_whitelist") or None
+    new = services.accounts.create_token(
+        who, who.username, Scope.READ if body.get("readonly") else Scope.PUBLISH,
+        name=str(body.get("name") or body.get("description") or "npm token create"),
+        expires_days=expires, cidr=cidr, origin=_origin())
+    return _json(_token_json(new.info, new.secret), status=201)
+
+
+def h_token_delete(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    _services().accounts.revoke_token(who, route.arg, _origin())
+    return _json({"ok": True})
+
+
+def h_dist_tags(route: NpmRoute) -> Response:
+    services = _services()
+    auth.reader(request.environ, services)
+    return _json(services.packages.dist_tags(route.name))
+
+
+def h_dist_tag_put(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    _services().packages.set_tag(who, route.name, route.arg, _body(), _origin())
+    return _json({"ok": True})
+
+
+def h_dist_tag_get(route: NpmRoute) -> Response:
+    tags = h_dist_tags(NpmRoute("dist_tags", name=route.name)).get_json()
+    if route.arg not in tags:
+        raise NotFound(f"{route.name} has no tag {route.arg}")
+    return _json(tags[route.arg])
+
+
+def h_dist_tag_delete(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    _services().packages.remove_tag(who, route.name, route.arg, _origin())
+    return _json({"ok": True})
+
+
+def h_audit(route: NpmRoute) -> Response:
+    # No advisory database yet: nothing found. Read the body so a bad one is refused.
+    _body()
+    return _json({})
+
+
+def h_visibility(route: NpmRoute) -> Response:
+    return _json({"public": False})
+
+
+_HANDLERS: dict[tuple[str, str], Callable[[NpmRoute], Response]] = {
+    ("ping", "GET"): h_ping,
+    ("whoami", "GET"): h_whoami,
+    ("search", "GET"): h_search,
+    ("web_login", "POST"): h_web_login,
+    ("web_done", "GET"): h_web_done,
+    ("couch_user", "PUT"): h_couch_login,
+    ("couch_user", "GET"): h_couch_get,
+    ("logout", "DELETE"): h_logout,
+    ("tokens", "GET"): h_tokens_list,
+    ("tokens", "POST"): h_tokens_create,
+    ("token", "DELETE"): h_token_delete,
+    ("dist_tags", "GET"): h_dist_tags,
+    ("dist_tag", "GET"): h_dist_tag_get,
+    ("dist_tag", "PUT"): h_dist_tag_put,
+    ("dist_tag", "DELETE"): h_dist_tag_delete,
+    ("audit", "POST"): h_audit,
+    ("visibility", "GET"): h_visibility,
+    ("version", "GET"): h_version,
+    ("packument", "PUT"): h_publish_or_update,
+    ("rev", "PUT"): h_rev_put,
+    ("rev", "DELETE"): h_rev_delete,
+    ("tarball_rev", "DELETE"): h_tarball_delete,
+}

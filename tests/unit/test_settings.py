@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gati_private_registry.errors import ValidationFailed
+from gati_private_registry.settings import Settings, load_settings, parse_size
+
+
+def test_defaults() -> None:
+    s = load_settings(environ={})
+    assert s.port == 8080
+    assert s.anonymous_read is False
+    assert s.database_url.startswith("sqlite:///")
+    assert s.database_url.endswith("registry-data/registry.db")
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "registry.toml"
+    cfg.write_text('port = 9000\nanonymous_read = true\n[database]\nurl = "sqlite:///file.db"\n'
+                   '[limits]\nmax_tarball_size = "5MB"\n')
+    s = load_settings(cfg, environ={"GATI_REGISTRY_PORT": "9100",
+                                    "GATI_REGISTRY_DATABASE__URL": "postgresql+psycopg://x/y"},
+                      overrides={"port": 9200, "host": None})
+    assert s.port == 9200                      # flag beats env beats file
+    assert s.host == "127.0.0.1"               # a None flag is "not given"
+    assert s.anonymous_read is True            # from the file
+    assert s.database.url == "postgresql+psycopg://x/y"
+    assert s.limits.max_tarball_size == 5 * 1024 * 1024
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("workers = 5\n")
+    assert load_settings(environ={"GATI_REGISTRY_CONFIG": str(cfg)}).workers == 5
+
+
+def test_all_bad_values_reported_together() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        load_settings(environ={"GATI_REGISTRY_PORT": "eighty", "GATI_REGISTRY_ANONYMOUS_READ": "maybe",
+                               "GATI_REGISTRY_LIMITS__MAX_FILES": "many"})
+    fields = {d.field for d in err.value.details}
+    assert fields == {"port", "anonymous_read", "limits.max_files"}
+
+
+def test_unknown_keys_warn(caplog: pytest.LogCaptureFixture) -> None:
+    load_settings(environ={"GATI_REGISTRY_NO_SUCH_THING": "1"})
+    assert "unknown setting no_such_thing" in caplog.text
+
+
+def test_trusted_proxies_list() -> None:
+    s = load_settings(environ={"GATI_REGISTRY_TRUSTED_PROXIES": "10.0.0.1, 10.1.0.0/16"})
+    assert s.trusted_proxies == ("10.0.0.1", "10.1.0.0/16")
+
+
+def test_sizes() -> None:
+    assert parse_size("512k") == 512 * 1024
+    assert parse_size("2GiB") == 2 * 1024**3
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+def test_for_tests(tmp_path: Path) -> None:
+    s = Settings.for_tests(tmp_path, anonymous_read=True)
+    assert s.data == tmp_path and s.anonymous_read

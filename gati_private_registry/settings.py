@@ -65,7 +65,7 @@ class Settings:
     port: int = 8080
     data: Path = Path("registry-data")
     workers: int = 2
-    threads: int = 8
+    threads: int = 16
     #: the external base URL (``https://registry.corp/``); empty: built from each request
     public_url: str = ""
     #: reads (packuments, tarballs, search) without a token

@@ -37,6 +37,10 @@ def main(ctx: click.Context, config: str | None, data: Path | None) -> None:
     """Gati Private Registry: serve and administer the registry."""
     ctx.obj = {"config": config, "data": data}
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # node-semver logs a traceback at INFO for every string that is not a range (tags
+    # such as "latest"); alembic announces each of its plugins at INFO
+    for noisy in ("nodesemver", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _fail(exc: RegistryError) -> None:

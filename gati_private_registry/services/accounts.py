@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -326,7 +326,7 @@ class AccountService:
         if stale_use:
             # last use is informational: updated at most once a minute per token
             with self.db.engine.begin() as conn:
-                conn.execute(Token.__table__.update().where(Token.__table__.c.id == principal.token_id)
+                conn.execute(update(Token).where(Token.id == principal.token_id)
                              .values(last_used_at=_now()))
         with self._lock:
             if len(self._cache) > 50_000:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Final, Self, cast
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
-import nodesemver  # type: ignore[import-untyped]
+import nodesemver
 
 from ..errors import FieldError, TooLarge, ValidationFailed
 
@@ -453,8 +453,10 @@ def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def _path_problems(path: str, what: str) -> list[str]:
-    """Problems with an archive path (an entry name or a hard link target)."""
+def _path_problems(path: str, what: str, *, relative_parts_ok: bool = False) -> list[str]:
+    """Problems with an archive path (an entry name or a link target). With
+    ``relative_parts_ok`` (symlink targets, which are resolved later), ``..``, ``.`` and
+    empty components are not problems."""
     problems: list[str] = []
     if "\x00" in path:
         problems.append(f"{what} contains a NUL character")
@@ -464,11 +466,14 @@ def _path_problems(path: str, what: str) -> list[str]:
         problems.append(f"{what} contains control characters")
     if _has_surrogates(path):
         problems.append(f"{what} is not valid UTF-8")
-    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+    absolute = path.startswith("/") or re.match(r"[A-Za-z]:", path) is not None
+    if absolute:
         problems.append(f"{what} is an absolute path")
-    parts = path.split("/")
+    parts = (path.lstrip("/") if absolute else path).split("/")
     if parts and parts[-1] == "" and len(parts) > 1:
         parts = parts[:-1]  # a trailing slash marks a directory
+    if relative_parts_ok:
+        return problems
     if ".." in parts:
         problems.append(f"{what} contains a '..' component")
     if not path or any(p in ("", ".") for p in parts):
@@ -658,8 +663,8 @@ def inspect_tarball(data: bytes, *, max_compressed: int, max_unpacked: int,
                 if kind in ("symlink", "hardlink"):
                     link = member.linkname
                     what = "the link target"
-                    link_problems = [p for p in _path_problems(link, what)
-                                     if kind == "hardlink" or "component" not in p]
+                    link_problems = _path_problems(link, what,
+                                                   relative_parts_ok=kind == "symlink")
                     if not link:
                         link_problems = ["the link target is empty"]
                     if link_problems:

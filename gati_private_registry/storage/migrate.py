@@ -34,8 +34,11 @@ def pending(engine: Engine) -> list[str]:
     heads = set(script.get_heads())
     if current == heads:
         return []
-    return [rev.revision for rev in script.iterate_revisions(list(heads), list(current) or None)
-            if rev.revision not in current] if current else sorted(heads)
+    applied: set[str] = set()
+    for head in current:
+        applied.update(r.revision for r in script.iterate_revisions(head, "base"))
+    return [r.revision for head in heads for r in script.iterate_revisions(head, "base")
+            if r.revision not in applied][::-1]
 
 
 def revision(engine: Engine, message: str) -> None:

@@ -21,7 +21,7 @@ STATUS: dict[type[RegistryError], int] = {
 def status_for(exc: RegistryError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 400
 
 

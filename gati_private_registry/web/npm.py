@@ -138,7 +138,7 @@ class NpmReadPath:
                     return self._tarball(environ, start_response, route.name, route.arg)
                 except RegistryError as exc:
                     return error_response(exc, start_response)
-        return self.app(environ, start_response)
+        return self.app(environ, start_response)  # type: ignore[no-any-return]
 
     def _packument(self, environ: dict[str, Any], start_response: Callable[..., Any],
                    name: str) -> Iterable[bytes]:

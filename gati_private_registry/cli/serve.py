@@ -1,6 +1,7 @@
 """Run the WSGI app under gunicorn, configured from the settings."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -38,6 +39,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # runs in each worker after fork: every worker opens its own connections
         from ..app import create_app
+
+        # A thread holding the database write lock must not wait out the default 5 ms
+        # GIL switch interval behind a thread that is busy validating a tarball: that
+        # stretches every write transaction and serialises publishes behind it.
+        sys.setswitchinterval(0.0005)
 
         return create_app(self.settings)
 

@@ -48,14 +48,18 @@ def build_services(settings: Settings, blobs: BlobStore | None = None) -> Servic
     """Open the database and the blob store and wire the services together."""
     settings.data.mkdir(parents=True, exist_ok=True)
     generation = Generation(settings.data / "generation")
+    # bumped only when credentials lose power (revocation, disabling), so the token
+    # cache survives the publishes that bump the data generation
+    auth_generation = Generation(settings.data / "auth-generation")
     engine = make_engine(settings.database_url, pool_size=settings.database.pool_size,
                          echo=settings.database.echo)
-    db = Database(engine, after_commit=generation.bump)
+    db = Database(engine, after_commit=generation.bump,
+                  lock_path=settings.data / "write.lock")
     store = blobs or FileBlobStore(settings.blob_dir)
     publish = PublishService(settings, db, store)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
-        accounts=AccountService(settings, db, generation.value),
+        accounts=AccountService(settings, db, auth_generation),
         publish=publish,
         packages=PackageService(db, publish, generation.value),
         packuments=PackumentCache(db, generation.value),

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from ..domain import ROLE_MAX_SCOPE, Origin, Principal, Role, Scope
 from ..errors import Conflict, FieldError, Forbidden, NotFound, Unauthenticated, ValidationFailed
 from ..settings import Settings
+from ..storage.changes import Generation
 from ..storage.db import Database
 from ..storage.models import Token, User, WebLogin
 from . import audit
@@ -93,10 +94,11 @@ def _info(row: Token) -> TokenInfo:
 class AccountService:
     """Decides who someone is and what their credentials allow."""
 
-    def __init__(self, settings: Settings, db: Database, generation: Callable[[], int]) -> None:
+    def __init__(self, settings: Settings, db: Database, generation: Generation) -> None:
         self.settings = settings
         self.db = db
-        self._generation = generation
+        self._auth_generation = generation
+        self._generation = generation.value
         self._hasher = PasswordHasher()
         self._cache: dict[str, _CachedPrincipal] = {}
         self._lock = threading.Lock()
@@ -291,6 +293,8 @@ class AccountService:
             if row.revoked_at is None:
                 row.revoked_at = _now()
                 audit.record(s, actor, "token.revoke", row.user.username, origin, token=row.key)
+        # every process (gunicorn workers) drops its cached view of this token now
+        self._auth_generation.bump()
         self._cache.clear()
 
     def authenticate_token(self, secret: str, ip: str = "") -> Principal:

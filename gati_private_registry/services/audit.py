@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from ..domain import Origin, Principal
@@ -16,6 +17,6 @@ def record(session: Session, actor: Principal | str | None, action: str, subject
     exists exactly when the change it describes does."""
     name = actor.username if isinstance(actor, Principal) else (actor or "anonymous")
     origin = origin or Origin()
-    session.add(AuditEvent(at=datetime.now(timezone.utc), actor=name, action=action,
-                           subject=subject[:600], ip=origin.ip[:64],
-                           user_agent=origin.user_agent[:400], details=details))
+    session.execute(insert(AuditEvent).values(
+        at=datetime.now(timezone.utc), actor=name, action=action, subject=subject[:600],
+        ip=origin.ip[:64], user_agent=origin.user_agent[:400], details=details))

@@ -17,6 +17,7 @@ from ..storage import changes
 from ..storage.db import Database
 from ..storage.models import DistTag, Maintainer, Package, Packument, User, Version
 from . import audit, packuments
+from .packuments import PackageRow
 from .publish import PublishService, now
 from .validation import highest_version, is_valid_tag, version_sort_key
 
@@ -53,7 +54,7 @@ class PackageService:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _owned(self, s: Session, principal: Principal, name: str) -> Package:
+    def _owned(self, s: Session, principal: Principal, name: str) -> PackageRow:
         """The locked package when ``principal`` may change it.
 
         Raises :class:`NotFound`, or :class:`Forbidden` (403, never 404: npm unpublish
@@ -82,18 +83,17 @@ class PackageService:
             if not principal.can(Scope.PUBLISH) or s.get(Maintainer, (pkg.id, principal.user_id)) is None:
                 raise Forbidden(f"only the owners of {name} and admins may do this")
 
-    def _live(self, s: Session, pkg: Package) -> dict[str, Version]:
+    def _live(self, s: Session, pkg: PackageRow | Package) -> dict[str, Version]:
         rows = s.scalars(select(Version).where(
             Version.package_id == pkg.id, Version.state == VersionState.APPROVED.value,
             Version.unpublished_at.is_(None))).all()
         return {v.version: v for v in rows}
 
-    def _commit_change(self, s: Session, pkg: Package, kind: str, principal: Principal,
+    def _commit_change(self, s: Session, pkg: PackageRow, kind: str, principal: Principal,
                        subject: str, origin: Origin | None, version: str | None = None,
                        **details: Any) -> None:
-        pkg.rev += 1
-        pkg.modified_at = now()
         s.flush()
+        pkg = packuments.touch(s, pkg)
         packuments.render(s, pkg)
         changes.append(s, kind, package=pkg.name, version=version, **details)
         audit.record(s, principal, kind, subject, origin, **details)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..domain import VersionState, tarball_filename
@@ -51,13 +51,13 @@ def tarball_path(name: str, version: str) -> str:
     return f"{name}/-/{tarball_filename(name, version)}"
 
 
-def _dist(v: Version, name: str) -> dict[str, Any]:
+def _dist(v: Any, name: str) -> dict[str, Any]:
     return {"integrity": v.integrity, "shasum": v.shasum,
             "tarball": f"{BASE_MARKER}/npm/{tarball_path(name, v.version)}",
             "fileCount": v.file_count, "unpackedSize": v.unpacked_size}
 
 
-def version_document(v: Version, name: str, publisher: User | None) -> dict[str, Any]:
+def version_document(v: Any, name: str, publisher: Any) -> dict[str, Any]:
     """The manifest of one version as served in the full packument."""
     doc = dict(v.manifest)
     doc["name"] = name
@@ -73,22 +73,80 @@ def version_document(v: Version, name: str, publisher: User | None) -> dict[str,
     return doc
 
 
-def render(session: Session, package: Package) -> Packument:
-    """Rebuild and store the documents of ``package`` in the caller's transaction."""
-    versions = session.scalars(
-        select(Version).where(Version.package_id == package.id,
-                              Version.state == VersionState.APPROVED.value,
-                              Version.unpublished_at.is_(None))).all()
-    versions = sorted(versions, key=lambda v: version_sort_key(v.version))
-    users = {u.id: u for u in session.scalars(
-        select(User).where(User.id.in_({v.publisher_id for v in versions if v.publisher_id}
-                                       | set(session.scalars(select(Maintainer.user_id).where(
-                                           Maintainer.package_id == package.id)).all()))))}
-    maintainer_ids = session.scalars(select(Maintainer.user_id).where(
-        Maintainer.package_id == package.id)).all()
+@dataclass(frozen=True)
+class PackageRow:
+    """The package columns a write needs, read with Core (no ORM identity map)."""
+
+    id: int
+    name: str
+    rev: int
+    created_at: datetime
+    modified_at: datetime
+    description: str
+    readme: str
+    readme_filename: str
+
+
+PACKAGE_COLUMNS = (Package.id, Package.name, Package.rev, Package.created_at,
+                   Package.modified_at, Package.description, Package.readme,
+                   Package.readme_filename)
+
+# Statements built once: a publish runs a dozen of them inside the write lock, and
+# building and caching a fresh statement object costs more than running it.
+_LOCK_PACKAGE = select(*PACKAGE_COLUMNS).where(Package.name == bindparam("name")).with_for_update()
+_TOUCH = update(Package).where(Package.id == bindparam("pid"))
+_VERSIONS = select(Version.version, Version.manifest, Version.publisher_id,
+                   Version.deprecated, Version.integrity, Version.shasum,
+                   Version.file_count, Version.unpacked_size, Version.published_at).where(
+    Version.package_id == bindparam("pid"), Version.state == VersionState.APPROVED.value,
+    Version.unpublished_at.is_(None))
+_MAINTAINERS = select(Maintainer.user_id).where(Maintainer.package_id == bindparam("pid"))
+_USERS = select(User.id, User.username, User.email).where(
+    User.id.in_(bindparam("ids", expanding=True)))
+_TAGS = select(DistTag.tag, DistTag.version).where(DistTag.package_id == bindparam("pid"))
+_UPDATE_PACKUMENT = update(Packument).where(Packument.package_id == bindparam("pid"))
+
+
+def lock_package_row(session: Session, name: str) -> PackageRow | None:
+    """The package, locked until the transaction ends (``FOR UPDATE`` on PostgreSQL;
+    SQLite's single writer lock is already held), so writes to one package are
+    serialised: its packument is rebuilt from all of its versions."""
+    row = session.connection().execute(_LOCK_PACKAGE, {"name": name}).first()
+    return None if row is None else PackageRow(*row)
+
+
+def maintainer_ids(session: Session, package_id: int) -> list[int]:
+    return list(session.connection().execute(_MAINTAINERS, {"pid": package_id}).scalars())
+
+
+def dist_tags(session: Session, package_id: int) -> dict[str, str]:
+    return {tag: version for tag, version in session.connection().execute(_TAGS, {"pid": package_id})}
+
+
+def touch(session: Session, package: PackageRow, **values: Any) -> PackageRow:
+    """Bump the package's revision and modification time (plus ``values``)."""
+    t = datetime.now(timezone.utc)
+    session.connection().execute(_TOUCH.values(rev=package.rev + 1, modified_at=t, **values),
+                                 {"pid": package.id})
+    fields = {**package.__dict__, "rev": package.rev + 1, "modified_at": t, **values}
+    return PackageRow(**fields)
+
+
+def render(session: Session, package: PackageRow, *, maintainers: list[int] | None = None,
+           tags: dict[str, str] | None = None) -> str:
+    """Rebuild and store the documents of ``package`` in the caller's transaction;
+    returns the new ETag. ``maintainers`` and ``tags``, when the caller already has them
+    as they now are, save two queries."""
+    conn = session.connection()
+    # only the columns a packument shows: never the file lists, which can be large
+    versions = sorted(conn.execute(_VERSIONS, {"pid": package.id}).all(),
+                      key=lambda v: version_sort_key(v.version))
+    maintainer_list = maintainers if maintainers is not None else maintainer_ids(session, package.id)
+    user_ids = {v.publisher_id for v in versions if v.publisher_id} | set(maintainer_list)
+    users = {row.id: row for row in conn.execute(_USERS, {"ids": sorted(user_ids)})}
     live = {v.version for v in versions}
-    tags = {t.tag: t.version for t in session.scalars(
-        select(DistTag).where(DistTag.package_id == package.id)).all() if t.version in live}
+    all_tags = tags if tags is not None else dist_tags(session, package.id)
+    tags = {tag: version for tag, version in all_tags.items() if version in live}
     if versions and "latest" not in tags:
         tags["latest"] = highest_version(live) or versions[-1].version
     name = package.name
@@ -101,29 +159,27 @@ def render(session: Session, package: Package) -> Packument:
         full_versions[v.version] = doc
         abbrev_versions[v.version] = {k: doc[k] for k in ABBREVIATED_FIELDS if k in doc}
         time_map[v.version] = iso(v.published_at)
-    maintainers = [{"name": users[i].username, "email": users[i].email}
-                   for i in maintainer_ids if i in users]
+    people = [{"name": users[i].username, "email": users[i].email}
+              for i in maintainer_list if i in users]
     rev = f"{package.rev}-{hashlib.md5(f'{name}:{package.rev}'.encode()).hexdigest()}"
     full: dict[str, Any] = {
         "_id": name, "_rev": rev, "name": name, "description": package.description,
         "dist-tags": tags, "versions": full_versions, "time": time_map,
-        "maintainers": maintainers, "readme": package.readme,
+        "maintainers": people, "readme": package.readme,
         "readmeFilename": package.readme_filename, "users": {},
     }
     abbreviated = {"name": name, "modified": time_map["modified"], "dist-tags": tags,
                    "versions": abbrev_versions, "time": time_map}
     full_bytes = json.dumps(full, separators=(",", ":"), ensure_ascii=False).encode()
     abbrev_bytes = json.dumps(abbreviated, separators=(",", ":"), ensure_ascii=False).encode()
-    row = session.get(Packument, package.id)
-    if row is None:
-        row = Packument(package_id=package.id, name=name)
-        session.add(row)
-    row.visible = bool(versions)
-    row.full = full_bytes
-    row.abbreviated = abbrev_bytes
-    row.etag = hashlib.sha256(full_bytes).hexdigest()[:32]
-    row.modified_at = package.modified_at
-    return row
+    etag = hashlib.sha256(full_bytes).hexdigest()[:32]
+    values = {"name": name, "visible": bool(versions), "full": full_bytes,
+              "abbreviated": abbrev_bytes, "etag": etag, "modified_at": package.modified_at}
+    # an UPDATE, not a load-and-modify: the old documents are never read back
+    done = conn.execute(_UPDATE_PACKUMENT.values(**values), {"pid": package.id})
+    if done.rowcount == 0:
+        conn.execute(insert(Packument).values(package_id=package.id, **values))
+    return etag
 
 
 @dataclass

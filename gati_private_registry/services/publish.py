@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +23,7 @@ from ..storage.blobs import BlobStore
 from ..storage.db import Database
 from ..storage.models import Blob, DistTag, Maintainer, Package, Version
 from . import audit, packuments
+from .packuments import PackageRow
 from .validation import (TarballInfo, check_gati_module, check_manifest_agreement,
                          inspect_tarball, is_valid_tag, parse_version, validate_package_name)
 
@@ -56,6 +57,14 @@ class _Candidate:
     shasum: str
     readme: str
     readme_filename: str
+
+
+_INSERT_VERSION = insert(Version)
+_INSERT_MAINTAINER = insert(Maintainer)
+_INSERT_TAG = insert(DistTag)
+_UPDATE_TAG = update(DistTag).where(DistTag.package_id == bindparam("b_package_id"),
+                                    DistTag.tag == bindparam("b_tag")).values(
+    version=bindparam("b_version"))
 
 
 def now() -> datetime:
@@ -195,16 +204,18 @@ class PublishService:
             if s.get(Blob, digest) is None:
                 self.blobs.delete(digest)
 
-    def lock_package(self, s: Session, name: str, create: bool) -> Package | None:
-        """The package row, locked for the rest of the transaction so that writes to one
-        package are serialised (its packument is rebuilt from all versions)."""
-        if create:
-            t = now()
-            scope, _ = split_name(name)
-            upsert_ignore(s, Package, {"name": name, "scope": scope, "description": "",
-                                       "readme": "", "readme_filename": "", "rev": 0,
-                                       "created_at": t, "modified_at": t})
-        return s.scalar(select(Package).where(Package.name == name).with_for_update())
+    def lock_package(self, s: Session, name: str, create: bool) -> PackageRow | None:
+        """The package row, locked for the rest of the transaction; created first when
+        ``create`` and missing (concurrent creators both succeed: ON CONFLICT DO NOTHING)."""
+        found = packuments.lock_package_row(s, name)
+        if found is not None or not create:
+            return found
+        t = now()
+        scope, _ = split_name(name)
+        upsert_ignore(s, Package, {"name": name, "scope": scope, "description": "",
+                                   "readme": "", "readme_filename": "", "rev": 0,
+                                   "created_at": t, "modified_at": t})
+        return packuments.lock_package_row(s, name)
 
     def _store(self, principal: Principal, cand: _Candidate, digest: str,
                origin: Origin | None) -> PublishResult:
@@ -212,44 +223,48 @@ class PublishService:
             with self.db.write() as s:
                 pkg = self.lock_package(s, cand.name, create=True)
                 assert pkg is not None
-                maintainers = set(s.scalars(select(Maintainer.user_id).where(
-                    Maintainer.package_id == pkg.id)).all())
+                conn = s.connection()
+                maintainers = packuments.maintainer_ids(s, pkg.id)
                 if maintainers and principal.user_id not in maintainers and not principal.is_admin:
                     raise Forbidden(f"you are not a maintainer of {cand.name}")
-                used = s.scalar(select(Version.id).where(Version.package_id == pkg.id,
-                                                         Version.version == cand.version))
-                if used is not None:
-                    raise Conflict(f"cannot publish over the previously published version "
-                                   f"{cand.version} of {cand.name}; a version number is used once")
+                # a version number that was ever used (even unpublished) is refused by
+                # the unique constraint on (package, version): see the except below
                 t = now()
                 upsert_ignore(s, Blob, {"digest": digest, "size": len(cand.tarball),
                                         "created_at": t})
                 state = initial_state(principal, cand.name, cand.version)
-                s.add(Version(
-                    package_id=pkg.id, version=cand.version, state=state.value,
-                    manifest=cand.manifest, gati_module=cand.info.gati_module,
-                    blob_digest=digest, integrity=cand.integrity, shasum=cand.shasum,
-                    size=len(cand.tarball), file_count=cand.info.file_count,
-                    unpacked_size=cand.info.unpacked_size,
-                    files=[[f.path, f.size] for f in cand.info.files],
-                    publisher_id=principal.user_id, published_at=t, state_changed_at=t,
-                    state_reason="approved on publish (default policy)"))
+                conn.execute(_INSERT_VERSION, {
+                    "package_id": pkg.id, "version": cand.version, "state": state.value,
+                    "manifest": cand.manifest, "gati_module": cand.info.gati_module,
+                    "blob_digest": digest, "integrity": cand.integrity, "shasum": cand.shasum,
+                    "size": len(cand.tarball), "file_count": cand.info.file_count,
+                    "unpacked_size": cand.info.unpacked_size,
+                    "files": [[f.path, f.size] for f in cand.info.files],
+                    "publisher_id": principal.user_id, "published_at": t,
+                    "state_changed_at": t, "state_reason": "approved on publish (default policy)",
+                    "deprecated": None, "unpublished_at": None})
                 if principal.user_id not in maintainers:
-                    s.add(Maintainer(package_id=pkg.id, user_id=principal.user_id))
-                tag_row = s.get(DistTag, (pkg.id, cand.tag))
-                if tag_row is None:
-                    s.add(DistTag(package_id=pkg.id, tag=cand.tag, version=cand.version))
-                else:
-                    tag_row.version = cand.version
-                if cand.tag != "latest" and s.get(DistTag, (pkg.id, "latest")) is None:
-                    s.add(DistTag(package_id=pkg.id, tag="latest", version=cand.version))
-                pkg.description = str(cand.manifest.get("description") or pkg.description or "")
+                    conn.execute(_INSERT_MAINTAINER, {"package_id": pkg.id,
+                                                      "user_id": principal.user_id})
+                    maintainers.append(principal.user_id)
+                tags = packuments.dist_tags(s, pkg.id)
+                new_tags = {cand.tag: cand.version}
+                if "latest" not in tags:
+                    new_tags.setdefault("latest", cand.version)
+                for tag, version in new_tags.items():
+                    if tag in tags:
+                        conn.execute(_UPDATE_TAG, {"b_package_id": pkg.id, "b_tag": tag,
+                                                   "b_version": version})
+                    else:
+                        conn.execute(_INSERT_TAG, {"package_id": pkg.id, "tag": tag,
+                                                   "version": version})
+                    tags[tag] = version
+                values: dict[str, Any] = {
+                    "description": str(cand.manifest.get("description") or pkg.description or "")}
                 if cand.readme:
-                    pkg.readme, pkg.readme_filename = cand.readme, cand.readme_filename
-                pkg.rev += 1
-                pkg.modified_at = t
-                s.flush()
-                packuments.render(s, pkg)
+                    values.update(readme=cand.readme, readme_filename=cand.readme_filename)
+                pkg = packuments.touch(s, pkg, **values)
+                packuments.render(s, pkg, maintainers=maintainers, tags=tags)
                 changes.append(s, "version.publish", package=cand.name, version=cand.version,
                                state=state.value, tag=cand.tag)
                 audit.record(s, principal, "version.publish", f"{cand.name}@{cand.version}",
@@ -257,6 +272,7 @@ class PublishService:
                 return PublishResult(name=cand.name, version=cand.version, state=state,
                                      tag=cand.tag, rev=f"{pkg.rev}")
         except IntegrityError as exc:
-            # PostgreSQL: a concurrent publish of the same version committed first
+            # the (package, version) unique constraint: this number was used before, or a
+            # concurrent publish of the same version committed first (PostgreSQL)
             raise Conflict(f"cannot publish over the previously published version "
                            f"{cand.version} of {cand.name}") from exc

@@ -10,18 +10,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from .models import Change
 
 
 def append(session: Session, kind: str, *, package: str | None = None,
-           version: str | None = None, **payload: Any) -> Change:
+           version: str | None = None, **payload: Any) -> None:
     """Add a change row to the caller's transaction (never commits)."""
-    row = Change(kind=kind, package=package, version=version, payload=payload,
-                 at=datetime.now(timezone.utc))
-    session.add(row)
-    return row
+    session.execute(insert(Change).values(kind=kind, package=package, version=version,
+                                          payload=payload, at=datetime.now(timezone.utc)))
 
 
 class Generation:

@@ -70,12 +70,16 @@ def test_only_maintainers_and_admins_change_a_package(registry: Registry) -> Non
     assert registry.client.get("/npm/alices", headers=registry.headers(bob)).status_code == 200
 
 
-def test_expired_and_revoked_tokens(registry: Registry) -> None:
-    token = registry.token("admin", "publish")
+def test_expired_and_revoked_tokens(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gati_private_registry.services import accounts
+
+    token = registry.services.accounts.create_token(None, "admin", "publish", expires_days=1).secret
     assert registry.client.get("/npm/-/whoami", headers=registry.headers(token)).json == {"username": "admin"}
-    with registry.services.db.write() as s:
-        s.execute(update(Token).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
-    assert registry.client.get("/npm/-/whoami", headers=registry.headers(token)).status_code == 401
+    later = datetime.now(timezone.utc) + timedelta(days=1, seconds=5)
+    with monkeypatch.context() as m:
+        m.setattr(accounts, "_now", lambda: later)
+        expired = registry.client.get("/npm/-/whoami", headers=registry.headers(token))
+        assert expired.status_code == 401 and "expired" in expired.json["error"]
     other = registry.services.accounts.create_token(None, "admin", "publish").secret
     resp = registry.client.delete(f"/npm/-/user/token/{other}", headers=registry.headers(other))
     assert resp.status_code == 200

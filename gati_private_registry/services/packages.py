@@ -270,37 +270,47 @@ class PackageService:
 
     def search(self, text: str, size: int = 20, offset: int = 0) -> tuple[list[SearchHit], int]:
         """A simple database search over names, descriptions and keywords of packages
-        with an installable version (the search issue replaces it with an index)."""
+        with an installable version; every word must match (the search issue replaces
+        this with an index). Returns one page of hits and the total."""
         words = [w.lower() for w in text.split() if w.strip()]
         with self.db.read() as s:
-            q = select(Package).join(Packument, Packument.package_id == Package.id).where(
-                Packument.visible.is_(True))
-            rows = s.scalars(q.order_by(Package.name)).all()
-            hits: list[SearchHit] = []
-            for pkg in rows:
-                live = self._live(s, pkg)
-                if not live:
-                    continue
-                latest_tag = s.get(DistTag, (pkg.id, "latest"))
-                latest = live.get(latest_tag.version) if latest_tag else None
-                latest = latest or live[max(live, key=version_sort_key)]
-                kw = latest.manifest.get("keywords") or []
+            # one row per package: its latest tag's version, when that is installable
+            rows = s.execute(
+                select(Package.id, Package.name, Package.description, Version.version,
+                       Version.manifest, Version.published_at, User.username)
+                .join(Packument, Packument.package_id == Package.id)
+                .join(DistTag, (DistTag.package_id == Package.id) & (DistTag.tag == "latest"))
+                .join(Version, (Version.package_id == Package.id)
+                      & (Version.version == DistTag.version))
+                .outerjoin(User, User.id == Version.publisher_id)
+                .where(Packument.visible.is_(True),
+                       Version.state == VersionState.APPROVED.value,
+                       Version.unpublished_at.is_(None))
+                .order_by(Package.name)).all()
+            scored = []
+            for row in rows:
+                kw = row.manifest.get("keywords") or []
                 if isinstance(kw, str):
                     kw = kw.split()
-                kw = [str(k) for k in kw]
-                hay_name = pkg.name.lower()
-                hay = " ".join([hay_name, pkg.description.lower(), " ".join(kw).lower()])
+                keywords = [str(k) for k in kw]
+                name = row.name.lower()
+                hay = " ".join([name, (row.description or "").lower(), " ".join(keywords).lower()])
                 if words and not all(w in hay for w in words):
                     continue
-                score = sum(3.0 if w == hay_name or w == split_name(hay_name)[1] else
-                            2.0 if w in hay_name else 1.0 for w in words) or 1.0
-                users = {u.id: u.username for u in s.scalars(select(User).join(
-                    Maintainer, Maintainer.user_id == User.id).where(Maintainer.package_id == pkg.id))}
-                pub = s.get(User, latest.publisher_id) if latest.publisher_id else None
-                hits.append(SearchHit(name=pkg.name, version=latest.version,
-                                      description=pkg.description, keywords=kw,
-                                      date=latest.published_at,
-                                      publisher=pub.username if pub else "",
-                                      maintainers=sorted(users.values()), score=score))
-        hits.sort(key=lambda h: (-h.score, h.name))
-        return hits[offset: offset + size], len(hits)
+                score = sum(3.0 if w in (name, split_name(name)[1]) else
+                            2.0 if w in name else 1.0 for w in words) or 1.0
+                scored.append((score, row, keywords))
+            scored.sort(key=lambda t: (-t[0], t[1].name))
+            page = scored[offset: offset + size]
+            people: dict[int, list[str]] = {}
+            if page:
+                for pid, username in s.execute(
+                        select(Maintainer.package_id, User.username)
+                        .join(User, User.id == Maintainer.user_id)
+                        .where(Maintainer.package_id.in_([r.id for _, r, _ in page]))):
+                    people.setdefault(pid, []).append(username)
+        hits = [SearchHit(name=row.name, version=row.version, description=row.description or "",
+                          keywords=keywords, date=row.published_at,
+                          publisher=row.username or "", maintainers=sorted(people.get(row.id, [])),
+                          score=score) for score, row, keywords in page]
+        return hits, len(scored)

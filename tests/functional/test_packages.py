@@ -123,3 +123,27 @@ def test_unknown_npm_endpoint_is_404_json(registry: Registry) -> None:
     resp = registry.client.get("/npm/-/nonsense", headers=registry.headers(registry.token()))
     assert resp.status_code == 404
     assert "error" in resp.json
+
+
+def test_only_approved_versions_are_served(registry: Registry) -> None:
+    """The lifecycle hook point: a version in any other state is in no packument, no
+    tag and no tarball URL, until it is approved."""
+    from sqlalchemy import update
+
+    from gati_private_registry.services import packuments
+    from gati_private_registry.storage.models import Version
+
+    publish_versions(registry, "gated", "1.0.0", "1.1.0")
+    for state in ("pending", "rejected", "quarantined"):
+        with registry.services.db.write() as s:
+            s.execute(update(Version).where(Version.version == "1.1.0").values(state=state))
+            pkg = packuments.lock_package_row(s, "gated")
+            assert pkg is not None
+            packuments.render(s, packuments.touch(s, pkg))
+        doc = registry.doc("gated")
+        assert list(doc["versions"]) == ["1.0.0"], state
+        assert doc["dist-tags"]["latest"] == "1.0.0"
+        assert "1.1.0" not in json.loads(registry.packument("gated", abbreviated=True).data)["versions"]
+        assert registry.tarball("gated", "1.1.0").status_code == 404
+        h = registry.headers(registry.token())
+        assert registry.client.get("/npm/gated/1.1.0", headers=h).status_code == 404

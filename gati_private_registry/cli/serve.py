@@ -33,6 +33,15 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "forwarded_allow_ips": "",
             "limit_request_line": 8190,
         }
+        # gunicorn >= 25 opens a control socket, by default one per user in $HOME, so
+        # two registries on one machine would share it: keep it in the data directory
+        # (or go without when that path is too long for a Unix socket)
+        if "control_socket" in self.cfg.settings:
+            ctl = (s.data / "gunicorn.ctl").resolve()
+            if len(str(ctl)) < 100:
+                options["control_socket"] = str(ctl)
+            else:
+                options["control_socket_disable"] = True
         for key, value in options.items():
             self.cfg.set(key, value)
 

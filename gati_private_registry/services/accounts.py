@@ -8,7 +8,6 @@ import logging
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
@@ -207,7 +206,7 @@ class AccountService:
             raise Forbidden(f"a {user.role} cannot hold a {scope.value} token")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = _now()
-        row = Token(key=str(uuid.uuid4()), digest=token_digest(secret), prefix=secret[:10],
+        row = Token(key=secrets.token_hex(16), digest=token_digest(secret), prefix=secret[:10],
                     user_id=user.id, name=name[:200], scope=scope.value, cidr=cidr or None,
                     created_at=now,
                     expires_at=now + timedelta(days=expires_days) if expires_days else None)

@@ -3,6 +3,7 @@ bodies exactly as npm 11 sends them, and a driver with domain verbs."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import json
@@ -14,7 +15,9 @@ from typing import Any, Mapping
 def build_tarball(files: Mapping[str, bytes | str], root: str = "package") -> bytes:
     """A gzip'd tar with ``files`` (relative paths) under ``root/``, like ``npm pack``."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    # an uncompressed tar, gzip'd with a fixed header time: the same files give the
+    # same bytes (tarfile's own "w:gz" stamps the current time into the gzip header)
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path, content in sorted(files.items()):
             data = content.encode() if isinstance(content, str) else content
             info = tarfile.TarInfo(f"{root}/{path}")
@@ -22,7 +25,7 @@ def build_tarball(files: Mapping[str, bytes | str], root: str = "package") -> by
             info.mode = 0o644
             info.mtime = 499162500  # npm's fixed date: 1985-10-26
             tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return gzip.compress(buf.getvalue(), mtime=0)
 
 
 def integrity_of(data: bytes) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from pathlib import Path
 
 from flask import Flask
 

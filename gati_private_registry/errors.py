@@ -5,7 +5,7 @@ class to an HTTP status in exactly one table (``web/__init__.py``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

@@ -8,18 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..domain import Origin, Principal, Scope, VersionState, split_name, tarball_filename
-from ..errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from ..domain import Origin, Principal, Scope, VersionState, split_name
+from ..errors import FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage import changes
 from ..storage.db import Database
 from ..storage.models import DistTag, Maintainer, Package, Packument, User, Version
 from . import audit, packuments
 from .packuments import PackageRow
 from .publish import PublishService, now
-from .validation import highest_version, is_valid_tag, version_sort_key
+from .validation import highest_version, is_valid_tag
 
 
 @dataclass(frozen=True)

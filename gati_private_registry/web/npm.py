@@ -8,7 +8,6 @@ percent-decoded and a scoped name spans two segments.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any, Callable, Iterable
 from flask import Blueprint, Response, current_app, request
 
 from ..domain import Principal, Scope
-from ..errors import (FieldError, NotFound, RegistryError, TooLarge, Unauthenticated,
+from ..errors import (FieldError, NotFound, RegistryError, Unauthenticated,
                       ValidationFailed)
 from ..services import Services
 from ..services.packuments import iso

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from gati_private_registry.storage.models import AuditEvent, Token
+from gati_private_registry.storage.models import Token
 from gati_private_registry.testing import ModuleSpec
 
 from .driver import Registry, b64

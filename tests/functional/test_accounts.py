@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from gati_private_registry.storage.models import AuditEvent
 
-from .driver import Registry, b64
+from .driver import Registry
 
 
 def couch_put(registry: Registry, name: str, password: str, **extra: str):

@@ -336,7 +336,7 @@ def test_packument_representations(registry_server, corpus):
     versions = set(CORPUS[name])
     abbrev_accept = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
 
-    abbrev = reg.http("GET", f"/npm/@gati-modules%2fit-diamond-base", token=token,
+    abbrev = reg.http("GET", "/npm/@gati-modules%2fit-diamond-base", token=token,
                       headers={"Accept": abbrev_accept, "Accept-Encoding": "identity"})
     assert abbrev.status == 200, abbrev
     assert abbrev.headers.get("Content-Type", "").startswith(
@@ -348,7 +348,7 @@ def test_packument_representations(registry_server, corpus):
     for v, doc in a["versions"].items():
         assert doc["dist"]["tarball"].startswith(reg.npm_url) and doc["dist"]["integrity"]
 
-    full = reg.http("GET", f"/npm/@gati-modules%2fit-diamond-base", token=token,
+    full = reg.http("GET", "/npm/@gati-modules%2fit-diamond-base", token=token,
                     headers={"Accept": "application/json"})
     assert full.status == 200, full
     f = full.json()
@@ -360,12 +360,12 @@ def test_packument_representations(registry_server, corpus):
     a_etag, f_etag = abbrev.headers.get("ETag"), full.headers.get("ETag")
     if a_etag and f_etag:
         assert a_etag != f_etag, "abbreviated and full documents share an ETag"
-        again = reg.http("GET", f"/npm/@gati-modules%2fit-diamond-base", token=token,
+        again = reg.http("GET", "/npm/@gati-modules%2fit-diamond-base", token=token,
                          headers={"Accept": "application/json; q=1.0, */*",
                                   "If-None-Match": a_etag})
         assert again.status == 200 and "time" in again.json(), \
             f"full request with the abbreviated ETag got {again.status}"
-        same = reg.http("GET", f"/npm/@gati-modules%2fit-diamond-base", token=token,
+        same = reg.http("GET", "/npm/@gati-modules%2fit-diamond-base", token=token,
                         headers={"Accept": "application/json", "If-None-Match": f_etag})
         assert same.status in (200, 304), same
 
@@ -374,8 +374,8 @@ def test_packument_representations(registry_server, corpus):
         assert other.status == 200 and other.json()["name"] == name, (spelling, other)
 
     tgz = corpus[f"{name}@1.2.5"].tarball()
-    for path in (f"/npm/@gati-modules%2fit-diamond-base/-/it-diamond-base-1.2.5.tgz",
-                 f"/npm/@gati-modules/it-diamond-base/-/it-diamond-base-1.2.5.tgz"):
+    for path in ("/npm/@gati-modules%2fit-diamond-base/-/it-diamond-base-1.2.5.tgz",
+                 "/npm/@gati-modules/it-diamond-base/-/it-diamond-base-1.2.5.tgz"):
         got = reg.http("GET", path, token=token, headers={"Accept-Encoding": "gzip"})
         assert got.status == 200, (path, got)
         assert "Content-Encoding" not in got.headers or got.headers["Content-Encoding"] == "identity"

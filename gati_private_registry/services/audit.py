@@ -17,6 +17,10 @@ def record(session: Session, actor: Principal | str | None, action: str, subject
     exists exactly when the change it describes does."""
     name = actor.username if isinstance(actor, Principal) else (actor or "anonymous")
     origin = origin or Origin()
-    session.execute(insert(AuditEvent).values(
-        at=datetime.now(timezone.utc), actor=name, action=action, subject=subject[:600],
-        ip=origin.ip[:64], user_agent=origin.user_agent[:400], details=details))
+    session.connection().execute(_INSERT, {
+        "at": datetime.now(timezone.utc), "actor": name, "action": action,
+        "subject": subject[:600], "ip": origin.ip[:64], "user_agent": origin.user_agent[:400],
+        "details": details})
+
+
+_INSERT = insert(AuditEvent)

@@ -94,7 +94,10 @@ PACKAGE_COLUMNS = (Package.id, Package.name, Package.rev, Package.created_at,
 # Statements built once: a publish runs a dozen of them inside the write lock, and
 # building and caching a fresh statement object costs more than running it.
 _LOCK_PACKAGE = select(*PACKAGE_COLUMNS).where(Package.name == bindparam("name")).with_for_update()
-_TOUCH = update(Package).where(Package.id == bindparam("pid"))
+_TOUCH = update(Package).where(Package.id == bindparam("pid")).values(
+    rev=bindparam("b_rev"), modified_at=bindparam("b_modified_at"))
+_TOUCH_TEXT = _TOUCH.values(description=bindparam("b_description"), readme=bindparam("b_readme"),
+                            readme_filename=bindparam("b_readme_filename"))
 _VERSIONS = select(Version.version, Version.manifest, Version.publisher_id,
                    Version.deprecated, Version.integrity, Version.shasum,
                    Version.file_count, Version.unpacked_size, Version.published_at).where(
@@ -104,7 +107,10 @@ _MAINTAINERS = select(Maintainer.user_id).where(Maintainer.package_id == bindpar
 _USERS = select(User.id, User.username, User.email).where(
     User.id.in_(bindparam("ids", expanding=True)))
 _TAGS = select(DistTag.tag, DistTag.version).where(DistTag.package_id == bindparam("pid"))
-_UPDATE_PACKUMENT = update(Packument).where(Packument.package_id == bindparam("pid"))
+_PACKUMENT_FIELDS = ("name", "visible", "full", "abbreviated", "etag", "modified_at")
+_UPDATE_PACKUMENT = update(Packument).where(Packument.package_id == bindparam("pid")).values(
+    **{f: bindparam("b_" + f) for f in _PACKUMENT_FIELDS})
+_INSERT_PACKUMENT = insert(Packument)
 
 
 def lock_package_row(session: Session, name: str) -> PackageRow | None:
@@ -123,12 +129,22 @@ def dist_tags(session: Session, package_id: int) -> dict[str, str]:
     return {tag: version for tag, version in session.connection().execute(_TAGS, {"pid": package_id})}
 
 
-def touch(session: Session, package: PackageRow, **values: Any) -> PackageRow:
-    """Bump the package's revision and modification time (plus ``values``)."""
+def touch(session: Session, package: PackageRow, *, description: str | None = None,
+          readme: str | None = None, readme_filename: str | None = None) -> PackageRow:
+    """Bump the package's revision and modification time; with ``description``, also
+    set it and the readme."""
     t = datetime.now(timezone.utc)
-    session.connection().execute(_TOUCH.values(rev=package.rev + 1, modified_at=t, **values),
-                                 {"pid": package.id})
-    fields = {**package.__dict__, "rev": package.rev + 1, "modified_at": t, **values}
+    params: dict[str, Any] = {"pid": package.id, "b_rev": package.rev + 1, "b_modified_at": t}
+    fields: dict[str, Any] = {**package.__dict__, "rev": package.rev + 1, "modified_at": t}
+    if description is None:
+        session.connection().execute(_TOUCH, params)
+    else:
+        text = {"description": description,
+                "readme": package.readme if readme is None else readme,
+                "readme_filename": package.readme_filename if readme_filename is None
+                else readme_filename}
+        session.connection().execute(_TOUCH_TEXT, {**params, **{"b_" + k: v for k, v in text.items()}})
+        fields.update(text)
     return PackageRow(**fields)
 
 
@@ -176,9 +192,10 @@ def render(session: Session, package: PackageRow, *, maintainers: list[int] | No
     values = {"name": name, "visible": bool(versions), "full": full_bytes,
               "abbreviated": abbrev_bytes, "etag": etag, "modified_at": package.modified_at}
     # an UPDATE, not a load-and-modify: the old documents are never read back
-    done = conn.execute(_UPDATE_PACKUMENT.values(**values), {"pid": package.id})
+    done = conn.execute(_UPDATE_PACKUMENT, {"pid": package.id,
+                                            **{"b_" + k: v for k, v in values.items()}})
     if done.rowcount == 0:
-        conn.execute(insert(Packument).values(package_id=package.id, **values))
+        conn.execute(_INSERT_PACKUMENT, {"package_id": package.id, **values})
     return etag
 
 

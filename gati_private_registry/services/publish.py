@@ -58,6 +58,11 @@ class _Candidate:
     readme: str
     readme_filename: str
 
+    @property
+    def digest(self) -> str:
+        """The sha512 hex digest: the blob's name."""
+        return base64.b64decode(self.integrity[len("sha512-"):]).hex()
+
 
 _INSERT_VERSION = insert(Version)
 _INSERT_MAINTAINER = insert(Maintainer)
@@ -71,11 +76,15 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_IGNORE_DUPLICATE = {
+    dialect: {model: insert_(model).on_conflict_do_nothing() for model in (Package, Blob)}
+    for dialect, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
+
+
 def upsert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
-    """INSERT … ON CONFLICT DO NOTHING on either backend."""
-    insert = pg_insert if session.bind is not None and \
-        session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    """INSERT … ON CONFLICT DO NOTHING on either backend (for packages and blobs)."""
+    conn = session.connection()
+    conn.execute(_IGNORE_DUPLICATE[conn.dialect.name][model], values)
 
 
 def initial_state(principal: Principal, name: str, version: str) -> VersionState:
@@ -190,7 +199,7 @@ class PublishService:
         if not principal.can(Scope.PUBLISH):
             raise Forbidden("publishing needs a publish token")
         cand = self.parse(url_name, body)
-        blob_existed = self.blobs.exists(hashlib.sha512(cand.tarball).hexdigest())
+        blob_existed = self.blobs.exists(cand.digest)
         digest = self.blobs.put(cand.tarball)
         try:
             return self._store(principal, cand, digest, origin)
@@ -259,11 +268,11 @@ class PublishService:
                         conn.execute(_INSERT_TAG, {"package_id": pkg.id, "tag": tag,
                                                    "version": version})
                     tags[tag] = version
-                values: dict[str, Any] = {
-                    "description": str(cand.manifest.get("description") or pkg.description or "")}
-                if cand.readme:
-                    values.update(readme=cand.readme, readme_filename=cand.readme_filename)
-                pkg = packuments.touch(s, pkg, **values)
+                pkg = packuments.touch(
+                    s, pkg,
+                    description=str(cand.manifest.get("description") or pkg.description or ""),
+                    readme=cand.readme or None,
+                    readme_filename=cand.readme_filename if cand.readme else None)
                 packuments.render(s, pkg, maintainers=maintainers, tags=tags)
                 changes.append(s, "version.publish", package=cand.name, version=cand.version,
                                state=state.value, tag=cand.tag)

@@ -19,8 +19,11 @@ from .models import Change
 def append(session: Session, kind: str, *, package: str | None = None,
            version: str | None = None, **payload: Any) -> None:
     """Add a change row to the caller's transaction (never commits)."""
-    session.execute(insert(Change).values(kind=kind, package=package, version=version,
-                                          payload=payload, at=datetime.now(timezone.utc)))
+    session.connection().execute(_INSERT, {"kind": kind, "package": package, "version": version,
+                                           "payload": payload, "at": datetime.now(timezone.utc)})
+
+
+_INSERT = insert(Change)
 
 
 class Generation:

@@ -96,9 +96,8 @@ def principal(environ: Mapping[str, Any], services: Services) -> Principal | Non
             header[7:].strip(), client_ip(environ, services.settings))
     creds = basic_credentials(environ)
     if creds is not None:
-        user = services.accounts.check_password(creds[0], creds[1],
-                                                origin(environ, services.settings))
-        return services.accounts.principal_for_user(user)
+        return services.accounts.authenticate_basic(creds[0], creds[1],
+                                                    origin(environ, services.settings))
     raise Unauthenticated("unsupported Authorization header")
 
 

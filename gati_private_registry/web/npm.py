@@ -334,7 +334,7 @@ def h_search(route: NpmRoute) -> Response:
         "package": {
             "name": h.name, "version": h.version, "description": h.description,
             "keywords": h.keywords, "date": iso(h.date),
-            "links": {"npm": f"{_base()}/packages/{h.name}"},
+            "links": {},  # module pages arrive with the marketplace
             "publisher": {"username": h.publisher, "email": ""},
             "maintainers": [{"username": m, "email": ""} for m in h.maintainers],
         },

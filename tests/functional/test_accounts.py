@@ -105,3 +105,18 @@ def test_cidr_limited_token(registry: Registry) -> None:
                                                                  "cidr_whitelist": ["10.9.9.0/24"]}, headers=h)
     limited = created.json["token"]
     assert registry.client.get("/npm/-/whoami", headers=registry.headers(limited)).status_code == 403
+
+
+def test_login_and_token_bad_input(registry: Registry) -> None:
+    h = registry.headers(registry.token())
+    mismatch = registry.client.put("/npm/-/user/org.couchdb.user:admin",
+                                   json={"name": "someone-else", "password": "admin-pass-1"})
+    assert mismatch.status_code == 400
+    not_json = registry.client.put("/npm/-/user/org.couchdb.user:admin", data="{nope",
+                                   headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400 and "JSON" in not_json.json["error"]
+    expires = registry.client.post("/npm/-/npm/v1/tokens", headers=h,
+                                   json={"password": "admin-pass-1", "expires": "soon"})
+    assert expires.status_code == 400
+    listed = registry.client.get("/npm/-/npm/v1/tokens", headers=h).json
+    assert listed["total"] == 1   # none of the refused requests made a token

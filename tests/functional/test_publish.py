@@ -238,3 +238,15 @@ def test_concurrent_publishes_of_different_versions_all_land(registry: Registry,
         t.join()
     assert statuses == [201] * 8
     assert sorted(registry.doc("many")["versions"]) == sorted(f"1.0.{i}" for i in range(8))
+
+
+def test_publish_body_that_is_not_json_stores_nothing(registry: Registry) -> None:
+    before = counts(registry)
+    resp = registry.client.put("/npm/not-json", data=b"\x1f\x8b garbage",
+                               headers={**registry.headers(registry.token()),
+                                        "Content-Type": "application/json"})
+    assert resp.status_code == 400
+    resp = registry.client.put("/npm/not-json", json=["a", "list"],
+                               headers=registry.headers(registry.token()))
+    assert resp.status_code == 400
+    assert counts(registry) == before

@@ -57,6 +57,33 @@ class AuthSettings:
     min_password_length: int = 8
 
 
+APPROVAL_MODES = ("auto", "auto-if-approved", "manual")
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """How votes become a state for names matching ``pattern`` (fnmatch, first wins):
+    ``auto`` approves unless a plugin rejects; ``auto-if-approved`` approves only when
+    every voting plugin approves; ``manual`` always waits for a person. In every mode a
+    plugin's reject rejects."""
+
+    pattern: str = "*"
+    mode: str = "manual"
+
+
+@dataclass(frozen=True)
+class ApprovalSettings:
+    #: the mode for names no policy matches
+    default_mode: str = "auto"
+    policies: tuple[ApprovalPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    #: plugin names never loaded, even when installed
+    blocked: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the registry can be told. Frozen; build with :func:`load_settings`."""
@@ -82,6 +109,8 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
+    plugins: PluginSettings = field(default_factory=PluginSettings)
 
     @property
     def database_url(self) -> str:
@@ -174,10 +203,31 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
             kwargs[key_n] = _build_section(sub, value, f"{path}{key_n}.", errors)
             continue
         try:
-            kwargs[key_n] = _coerce(value, f.type, key_n)
+            if str(f.type).startswith("tuple[ApprovalPolicy"):
+                kwargs[key_n] = _policies(value, path + key_n, errors)
+            else:
+                kwargs[key_n] = _coerce(value, f.type, key_n)
         except (TypeError, ValueError) as exc:
             errors.append(FieldError(path + key_n, str(exc)))
+    if cls is ApprovalSettings and kwargs.get("default_mode", "auto") not in APPROVAL_MODES:
+        errors.append(FieldError(path + "default_mode", f"must be one of {', '.join(APPROVAL_MODES)}"))
     return cls(**kwargs)
+
+
+def _policies(value: Any, path: str, errors: list[FieldError]) -> tuple[ApprovalPolicy, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of tables with pattern and mode")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("pattern"), str):
+            errors.append(FieldError(f"{path}[{i}]", "needs a pattern"))
+            continue
+        mode = item.get("mode", "manual")
+        if mode not in APPROVAL_MODES:
+            errors.append(FieldError(f"{path}[{i}].mode", f"must be one of {', '.join(APPROVAL_MODES)}"))
+            continue
+        out.append(ApprovalPolicy(pattern=item["pattern"], mode=mode))
+    return tuple(out)
 
 
 def _build(layers: list[Mapping[str, Any]]) -> Settings:

@@ -8,8 +8,10 @@ from ..storage.blobs import BlobStore, FileBlobStore
 from ..storage.changes import Generation
 from ..storage.db import Database, make_engine
 from .accounts import AccountService
+from .approvals import ApprovalService
 from .packages import PackageService
 from .packuments import PackumentCache
+from .plugins import PluginHost
 from .publish import PublishService
 
 
@@ -23,6 +25,8 @@ class Services:
     publish: PublishService
     packages: PackageService
     packuments: PackumentCache
+    plugins: PluginHost
+    approvals: ApprovalService
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -44,7 +48,8 @@ class Services:
         self.db.dispose()
 
 
-def build_services(settings: Settings, blobs: BlobStore | None = None) -> Services:
+def build_services(settings: Settings, blobs: BlobStore | None = None,
+                   plugins: PluginHost | None = None) -> Services:
     """Open the database and the blob store and wire the services together."""
     settings.data.mkdir(parents=True, exist_ok=True)
     generation = Generation(settings.data / "generation")
@@ -56,11 +61,16 @@ def build_services(settings: Settings, blobs: BlobStore | None = None) -> Servic
     db = Database(engine, after_commit=generation.bump,
                   lock_path=settings.data / "write.lock")
     store = blobs or FileBlobStore(settings.blob_dir)
-    publish = PublishService(settings, db, store)
+    host = plugins or PluginHost(blocked=settings.plugins.blocked)
+    approvals = ApprovalService(db, host)
+    publish = PublishService(settings, db, store, host, approvals.plugin_configs,
+                             approvals.existing_names)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
         accounts=AccountService(settings, db, auth_generation),
         publish=publish,
         packages=PackageService(db, publish, generation.value),
         packuments=PackumentCache(db, generation.value),
+        plugins=host,
+        approvals=approvals,
     )

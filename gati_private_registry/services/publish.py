@@ -7,7 +7,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,7 +22,10 @@ from ..storage import changes
 from ..storage.blobs import BlobStore
 from ..storage.db import Database
 from ..storage.models import Blob, DistTag, Maintainer, Package, Version
+from .. import hooks
 from . import audit, packuments
+from .approvals_records import record_transition, record_votes, tarball_reader
+from .plugins import PluginHost, RecordedVote, decide, mode_for
 from .packuments import PackageRow
 from .validation import (TarballInfo, check_gati_module, check_manifest_agreement,
                          inspect_tarball, is_valid_tag, parse_version, validate_package_name)
@@ -43,6 +46,7 @@ class PublishResult:
     state: VersionState
     tag: str
     rev: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,17 +91,31 @@ def upsert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
     conn.execute(_IGNORE_DUPLICATE[conn.dialect.name][model], values)
 
 
-def initial_state(principal: Principal, name: str, version: str) -> VersionState:
-    """The state a new version starts in. Until the approvals workflow lands, the default
-    policy approves on publish."""
-    return VersionState.APPROVED
-
-
 class PublishService:
-    def __init__(self, settings: Settings, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, settings: Settings, db: Database, blobs: BlobStore,
+                 plugins: PluginHost, approvals_config: Callable[[], tuple[dict[str, dict[str, Any]], set[str]]],
+                 existing_names: Callable[[], frozenset[str]]) -> None:
         self.settings = settings
         self.db = db
         self.blobs = blobs
+        self.plugins = plugins
+        self._approvals_config = approvals_config
+        self._existing_names = existing_names
+
+    def review(self, principal: Principal, cand: _Candidate) -> tuple[list[RecordedVote], VersionState, str]:
+        """Ask the policy plugins, then the configured policy, which state ``cand``
+        starts in. Runs outside any transaction: plugins may be slow."""
+        configs, disabled = self._approvals_config()
+        candidate = hooks.Candidate(
+            name=cand.name, version=cand.version, manifest=cand.manifest,
+            gati_module=cand.info.gati_module,
+            files=tuple(hooks.CandidateFile(f.path, f.size) for f in cand.info.files),
+            publisher=principal.username, source="local",
+            read_file=tarball_reader(cand.tarball, cand.info.root),
+            existing_names=self._existing_names)
+        votes = self.plugins.review(candidate, configs, disabled)
+        state, reason = decide(mode_for(self.settings.approvals, cand.name), votes)
+        return votes, state, reason
 
     # -- validation (no side effects) --------------------------------------------------
 
@@ -199,14 +217,18 @@ class PublishService:
         if not principal.can(Scope.PUBLISH):
             raise Forbidden("publishing needs a publish token")
         cand = self.parse(url_name, body)
+        votes, state, reason = self.review(principal, cand)
         blob_existed = self.blobs.exists(cand.digest)
         digest = self.blobs.put(cand.tarball)
         try:
-            return self._store(principal, cand, digest, origin)
+            result = self._store(principal, cand, digest, origin, votes, state, reason)
         except BaseException:
             if not blob_existed:
                 self._drop_unreferenced_blob(digest)
             raise
+        self.plugins.state_changed(hooks.StateChange(cand.name, cand.version, None,
+                                                     state.value, principal.username, reason))
+        return result
 
     def _drop_unreferenced_blob(self, digest: str) -> None:
         with self.db.read() as s:
@@ -227,7 +249,8 @@ class PublishService:
         return packuments.lock_package_row(s, name)
 
     def _store(self, principal: Principal, cand: _Candidate, digest: str,
-               origin: Origin | None) -> PublishResult:
+               origin: Origin | None, votes: list[RecordedVote], state: VersionState,
+               reason: str) -> PublishResult:
         try:
             with self.db.write() as s:
                 pkg = self.lock_package(s, cand.name, create=True)
@@ -241,8 +264,7 @@ class PublishService:
                 t = now()
                 upsert_ignore(s, Blob, {"digest": digest, "size": len(cand.tarball),
                                         "created_at": t})
-                state = initial_state(principal, cand.name, cand.version)
-                conn.execute(_INSERT_VERSION, {
+                inserted = conn.execute(_INSERT_VERSION, {
                     "package_id": pkg.id, "version": cand.version, "state": state.value,
                     "manifest": cand.manifest, "gati_module": cand.info.gati_module,
                     "blob_digest": digest, "integrity": cand.integrity, "shasum": cand.shasum,
@@ -250,8 +272,12 @@ class PublishService:
                     "unpacked_size": cand.info.unpacked_size,
                     "files": [[f.path, f.size] for f in cand.info.files],
                     "publisher_id": principal.user_id, "published_at": t,
-                    "state_changed_at": t, "state_reason": "approved on publish (default policy)",
+                    "state_changed_at": t, "state_reason": reason,
                     "deprecated": None, "unpublished_at": None})
+                version_id = inserted.inserted_primary_key[0]  # type: ignore[index]
+                record_votes(conn, version_id, votes, t)
+                record_transition(conn, version_id, None, state.value, principal.username,
+                                  reason, t)
                 if principal.user_id not in maintainers:
                     conn.execute(_INSERT_MAINTAINER, {"package_id": pkg.id,
                                                       "user_id": principal.user_id})
@@ -279,7 +305,7 @@ class PublishService:
                 audit.record(s, principal, "version.publish", f"{cand.name}@{cand.version}",
                              origin, state=state.value, integrity=cand.integrity)
                 return PublishResult(name=cand.name, version=cand.version, state=state,
-                                     tag=cand.tag, rev=f"{pkg.rev}")
+                                     tag=cand.tag, rev=f"{pkg.rev}", reason=reason)
         except IntegrityError as exc:
             # the (package, version) unique constraint: this number was used before, or a
             # concurrent publish of the same version committed first (PostgreSQL)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 
 from flask import Blueprint, Response, current_app, request
 
-from ..domain import Principal, Scope
+from ..domain import Principal, Scope, VersionState
 from ..errors import (FieldError, NotFound, RegistryError, Unauthenticated,
                       ValidationFailed)
 from ..services import Services
@@ -288,8 +288,14 @@ def h_publish_or_update(route: NpmRoute) -> Response:
     body = _body()
     if isinstance(body, dict) and "_attachments" in body:
         result = services.publish.publish(who, route.name, body, _origin())
-        return _json({"ok": True, "id": route.name, "rev": result.rev,
-                      "success": True}, status=201)
+        headers = {}
+        if result.state is not VersionState.APPROVED:
+            # npm prints this header as "npm notice ...": the publisher learns at once
+            # that the version is not installable yet, and why
+            notice = f"{route.name}@{result.version} is {result.state.value}: {result.reason}"
+            headers["npm-notice"] = " ".join(notice.split()).encode("ascii", "replace").decode()[:500]
+        return _json({"ok": True, "id": route.name, "rev": result.rev, "success": True,
+                      "state": result.state.value}, status=201, headers=headers)
     done = services.packages.update_from_document(who, route.name, body, _origin(), removal=False)
     return _json({"ok": True, "id": route.name, "message": done})
 

@@ -1,0 +1,140 @@
+"""The lifecycle of a version after publish: the approvals queue and the decisions of
+approvers (approve, reject, quarantine), each recorded with who, when and why."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from .. import hooks
+from ..domain import Origin, Principal, Scope, VersionState
+from ..errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from ..storage import changes
+from ..storage.db import Database
+from ..storage.models import Package, PluginConfig, User, Version, VoteRecord
+from . import audit, packuments
+from .approvals_records import record_transition
+from .plugins import PluginHost, RecordedVote
+from .publish import now
+
+ACTIONS = {"approve": VersionState.APPROVED, "reject": VersionState.REJECTED,
+           "quarantine": VersionState.QUARANTINED}
+
+#: (from, to) → who may: "approver" (approve scope) or "admin" (reversing a decision)
+TRANSITIONS: dict[tuple[VersionState, VersionState], str] = {
+    (VersionState.PENDING, VersionState.APPROVED): "approver",
+    (VersionState.PENDING, VersionState.REJECTED): "approver",
+    (VersionState.PENDING, VersionState.QUARANTINED): "approver",
+    (VersionState.APPROVED, VersionState.QUARANTINED): "approver",
+    (VersionState.REJECTED, VersionState.APPROVED): "admin",
+    (VersionState.QUARANTINED, VersionState.APPROVED): "admin",
+}
+
+
+@dataclass(frozen=True)
+class ApprovalItem:
+    name: str
+    version: str
+    state: str
+    reason: str
+    publisher: str
+    published_at: datetime
+    votes: tuple[RecordedVote, ...]
+
+
+class ApprovalService:
+    def __init__(self, db: Database, plugins: PluginHost) -> None:
+        self.db = db
+        self.plugins = plugins
+
+    def plugin_configs(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """Admin-set plugin settings and the disabled plugins."""
+        with self.db.read() as s:
+            rows = s.scalars(select(PluginConfig)).all()
+        return {r.name: dict(r.config) for r in rows}, {r.name for r in rows if not r.enabled}
+
+    def existing_names(self) -> frozenset[str]:
+        with self.db.read() as s:
+            return frozenset(s.scalars(select(Package.name)).all())
+
+    def queue(self, principal: Principal, state: str | None = "pending") -> list[ApprovalItem]:
+        """Versions in ``state`` (all states when None). Approvers and admins see all;
+        publishers see their own. Raises :class:`ValidationFailed` for an unknown state."""
+        if state is not None and state not in {s.value for s in VersionState}:
+            raise ValidationFailed("unknown state", details=[FieldError(
+                "state", f"must be one of {', '.join(s.value for s in VersionState)}")])
+        q = (select(Version.id, Package.name, Version.version, Version.state,
+                    Version.state_reason, User.username, Version.published_at)
+             .join(Package, Package.id == Version.package_id)
+             .outerjoin(User, User.id == Version.publisher_id)
+             .where(Version.unpublished_at.is_(None))
+             .order_by(Version.published_at, Version.id))
+        if state is not None:
+            q = q.where(Version.state == state)
+        if not principal.can(Scope.APPROVE):
+            q = q.where(Version.publisher_id == principal.user_id)
+        with self.db.read() as s:
+            rows = s.execute(q.limit(1000)).all()
+            ids = [r.id for r in rows]
+            votes: dict[int, list[RecordedVote]] = {}
+            if ids:
+                for vr in s.scalars(select(VoteRecord).where(VoteRecord.version_id.in_(ids))
+                                    .order_by(VoteRecord.id)):
+                    votes.setdefault(vr.version_id, []).append(
+                        RecordedVote(vr.plugin, hooks.Decision(vr.decision), tuple(vr.reasons)))
+        return [ApprovalItem(name=r.name, version=r.version, state=r.state, reason=r.state_reason,
+                             publisher=r.username or "", published_at=r.published_at,
+                             votes=tuple(votes.get(r.id, ()))) for r in rows]
+
+    def decide(self, principal: Principal, name: str, version: str, action: str,
+               reason: str = "", origin: Origin | None = None) -> VersionState:
+        """Move ``name@version`` by ``action`` (approve, reject, quarantine).
+
+        Raises :class:`ValidationFailed` (unknown action, missing reason),
+        :class:`Forbidden` (not an approver; reversing needs an admin token),
+        :class:`NotFound`, :class:`Conflict` (not a transition from the current state)."""
+        target = ACTIONS.get(action)
+        errors = []
+        if target is None:
+            errors.append(FieldError("action", "must be approve, reject or quarantine"))
+        reason = (reason or "").strip()
+        if target in (VersionState.REJECTED, VersionState.QUARANTINED) and not reason:
+            errors.append(FieldError("reason", f"a reason is required to {action}"))
+        if len(reason) > 2000:
+            errors.append(FieldError("reason", "at most 2000 characters"))
+        if errors:
+            raise ValidationFailed("invalid decision", details=errors)
+        assert target is not None
+        if not principal.can(Scope.APPROVE):
+            raise Forbidden("deciding on versions needs an approve or admin token")
+        with self.db.write() as s:
+            pkg = packuments.lock_package_row(s, name)
+            if pkg is None:
+                raise NotFound(f"no package {name}")
+            row = s.execute(select(Version.id, Version.state).where(
+                Version.package_id == pkg.id, Version.version == version,
+                Version.unpublished_at.is_(None))).first()
+            if row is None:
+                raise NotFound(f"no version {name}@{version}")
+            current = VersionState(row.state)
+            who = TRANSITIONS.get((current, target))
+            if who is None:
+                raise Conflict(f"{name}@{version} is {current.value}; it cannot be {target.value}")
+            if who == "admin" and not principal.is_admin:
+                raise Forbidden(f"only an admin may move a {current.value} version to {target.value}")
+            t = now()
+            s.execute(update(Version).where(Version.id == row.id).values(
+                state=target.value, state_changed_at=t,
+                state_reason=reason or f"{target.value} by {principal.username}"))
+            record_transition(s.connection(), row.id, current.value, target.value,
+                              principal.username, reason, t)
+            packuments.render(s, packuments.touch(s, pkg))
+            changes.append(s, "version.state", package=name, version=version,
+                           old=current.value, new=target.value)
+            audit.record(s, principal, f"version.{action}", f"{name}@{version}", origin,
+                         old=current.value, new=target.value, reason=reason)
+        self.plugins.state_changed(hooks.StateChange(name, version, current.value, target.value,
+                                                     principal.username, reason))
+        return target

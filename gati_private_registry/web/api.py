@@ -1,0 +1,68 @@
+"""The Gati REST API under ``/api/`` (JSON, bearer tokens). This part: approvals."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from ..domain import Principal
+from ..errors import FieldError, NotFound, Unauthenticated, ValidationFailed
+from ..services import Services
+from ..services.packuments import iso
+from . import auth
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _services() -> Services:
+    return current_app.extensions["gati"]  # type: ignore[no-any-return]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    resp = Response(json.dumps(data), status=status, mimetype="application/json")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _who() -> Principal:
+    who = auth.principal(request.environ, _services())
+    if who is None:
+        raise Unauthenticated("send a token: Authorization: Bearer <token>")
+    return who
+
+
+def _item(item: Any) -> dict[str, Any]:
+    return {"name": item.name, "version": item.version, "state": item.state,
+            "reason": item.reason, "publisher": item.publisher,
+            "published_at": iso(item.published_at),
+            "votes": [{"plugin": v.plugin, "decision": v.decision.value,
+                       "reasons": list(v.reasons)} for v in item.votes]}
+
+
+@bp.route("/approvals")
+def approvals() -> Response:
+    """The queue: ``?state=pending`` (default), any state, or ``all``."""
+    state = request.args.get("state", "pending")
+    items = _services().approvals.queue(_who(), None if state == "all" else state)
+    return _json({"items": [_item(i) for i in items], "total": len(items)})
+
+
+@bp.route("/modules/<path:rest>", methods=["POST"])
+def decide(rest: str) -> Response:
+    """``POST /api/modules/<name>/<version>/approve|reject|quarantine`` with
+    ``{"reason": "..."}``."""
+    parts = rest.split("/")
+    if len(parts) < 3 or parts[-1] not in ("approve", "reject", "quarantine"):
+        raise NotFound(f"no such endpoint: POST /api/modules/{rest}")
+    name, version, action = "/".join(parts[:-2]), parts[-2], parts[-1]
+    body = request.get_json(silent=True) if request.content_length else {}
+    if body is None or not isinstance(body, dict):
+        raise ValidationFailed("body must be a JSON object",
+                               details=[FieldError("body", "not a JSON object")])
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise ValidationFailed("reason must be a string", details=[FieldError("reason", "not a string")])
+    state = _services().approvals.decide(_who(), name, version, action, reason,
+                                         auth.origin(request.environ, _services().settings))
+    return _json({"name": name, "version": version, "state": state.value})

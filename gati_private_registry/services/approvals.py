@@ -59,6 +59,22 @@ class ApprovalService:
         with self.db.read() as s:
             return frozenset(s.scalars(select(Package.name)).all())
 
+    def why_not_served(self, name: str, version: str | None = None) -> str | None:
+        """A sentence for a 404 on ``name`` (or ``name@version``) when versions exist but
+        are held back by the approval workflow; None when there is nothing to explain."""
+        q = (select(Version.version, Version.state).join(Package, Package.id == Version.package_id)
+             .where(Package.name == name, Version.unpublished_at.is_(None),
+                    Version.state != VersionState.APPROVED.value))
+        if version is not None:
+            q = q.where(Version.version == version)
+        with self.db.read() as s:
+            rows = s.execute(q.limit(20)).all()
+        if not rows:
+            return None
+        held = ", ".join(f"{r.version} ({r.state})" for r in rows)
+        return (f"{name} has versions that are not approved for installs: {held}. "
+                f"Ask an approver to review them in the registry's approvals queue.")
+
     def queue(self, principal: Principal, state: str | None = "pending") -> list[ApprovalItem]:
         """Versions in ``state`` (all states when None). Approvers and admins see all;
         publishers see their own. Raises :class:`ValidationFailed` for an unknown state."""

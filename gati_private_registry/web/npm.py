@@ -146,7 +146,8 @@ class NpmReadPath:
         fresh = "write=true" in environ.get("QUERY_STRING", "")
         rep = self.services.packuments.get(name, base, abbreviated, fresh=fresh)
         if rep is None:
-            raise NotFound(f"{name} is not in this registry")
+            raise NotFound(self.services.approvals.why_not_served(name)
+                           or f"{name} is not in this registry")
         use_gzip = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") and len(rep.body) > 512
         etag = rep.etag[:-1] + '-gz"' if use_gzip else rep.etag
         headers = [("Content-Type", ABBREVIATED if abbreviated else "application/json"),
@@ -164,7 +165,16 @@ class NpmReadPath:
 
     def _tarball(self, environ: dict[str, Any], start_response: Callable[..., Any],
                  name: str, filename: str) -> Iterable[bytes]:
-        ref = self.services.packages.tarball(name, filename)
+        try:
+            ref = self.services.packages.tarball(name, filename)
+        except NotFound:
+            # blocked means blocked everywhere, and the client is told why
+            bare = name.rpartition("/")[2]
+            version = filename[len(bare) + 1:-4] if filename.startswith(bare + "-") else None
+            why = version and self.services.approvals.why_not_served(name, version)
+            if why:
+                raise NotFound(why) from None
+            raise
         etag = f'"{ref.digest[:40]}"'
         # never Content-Encoding on a .tgz: clients would inflate it and fail the integrity check
         headers = [("Content-Type", "application/octet-stream"), ("ETag", etag),

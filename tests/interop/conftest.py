@@ -533,8 +533,8 @@ class Registry:
         files = {
             "package.json": (json.dumps(manifest, indent=2) + "\n").encode(),
             "gati-module.json": (json.dumps({
-                "name": name, "version": version, "kind": "module",
-                "entry": "index.js", "capabilities": ["test"],
+                "name": name, "version": version, "type": "database",
+                "contracts": ["gati.db/v1"], "main": "index.js",
             }, indent=2) + "\n").encode(),
             "index.js": f"module.exports = {{ name: {json.dumps(name)}, version: '{version}' }};\n"
                         .encode(),

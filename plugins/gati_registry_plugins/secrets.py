@@ -57,9 +57,14 @@ _PATTERNS: tuple[_Pattern, ...] = (
 
 # `password = "…"`, `apiToken: '…'`, `"client_secret": "…"`; the value is then tested
 # for entropy, so `password = "${process.env.PASSWORD}"` and prose are not flagged
-_GENERIC = re.compile(
-    r"(?i)([\w.-]*(?:password|passwd|pwd|secret|token|api_?key|access_?key)[\w.-]*)[\"']?"
-    r"\s*[:=]\s*([\"'`])([^\"'`\s]{20,})\2")
+# The generic check finds each keyword first and then matches the assignment only from
+# there: a pattern with open-ended ``[\w.-]*`` around the keyword made the engine
+# backtrack cubically over long runs of word characters (a minified bundle, "xxxx..."),
+# seconds per file, a denial of service from one crafted package. Now the work is linear
+# in the keyword occurrences, each bounded by a 64-character window.
+_GENERIC_KEYWORD = re.compile(r"(?i)password|passwd|pwd|secret|token|api_?key|access_?key")
+_GENERIC_TAIL = re.compile(r"[\w.-]{0,64}?[\"']?\s{0,16}[:=]\s{0,16}([\"'`])([^\"'`\s]{20,512})\1")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _NPMRC_AUTH = re.compile(r"^\s*(?://[^\s=]*:)?(_authToken|_auth|_password)\s*=\s*\S",
                          re.MULTILINE)
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\S.*)$",
@@ -154,14 +159,31 @@ def scan_text(path: str, text: str, entropy_threshold: float = 3.5) -> Iterator[
                 continue
             yield (f"{path}:{_line(text, m.start())}: {pattern.kind} "
                    f"{mask(secret, pattern.shown_prefix)}")
-    for m in _GENERIC.finditer(text):
-        name, value = m.group(1), m.group(3)
+    for name, value, offset in _generic_assignments(text):
         if _PLACEHOLDER.search(value) or not _looks_random(value, entropy_threshold):
             continue
         if any(p.regex.search(value) for p in _PATTERNS):
             continue  # already reported with its precise kind
-        yield (f"{path}:{_line(text, m.start())}: hard-coded secret assigned to "
+        yield (f"{path}:{_line(text, offset)}: hard-coded secret assigned to "
                f"{name[:60]!r} {mask(value, 0)}")
+
+
+def _generic_assignments(text: str) -> Iterator[tuple[str, str, int]]:
+    """``(name, value, offset)`` for each ``<...keyword...> = "value"`` in ``text``."""
+    seen_end = -1
+    for kw in _GENERIC_KEYWORD.finditer(text):
+        if kw.start() < seen_end:
+            continue  # inside an assignment already reported
+        m = _GENERIC_TAIL.match(text, kw.end())
+        if m is None:
+            continue
+        start = kw.start()
+        while start > 0 and kw.start() - start < 64 and text[start - 1] in _NAME_CHARS:
+            start -= 1
+        tail = text[kw.end():m.start(1)]
+        name = text[start:kw.end()] + tail.rstrip("\"' \t:=").rstrip()
+        seen_end = m.end()
+        yield name, m.group(2), start
 
 
 def mask(secret: str, shown_prefix: int) -> str:

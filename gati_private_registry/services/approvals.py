@@ -42,6 +42,11 @@ class ApprovalItem:
     publisher: str
     published_at: datetime
     votes: tuple[RecordedVote, ...]
+    stage_id: str = ""
+    tag: str = "latest"
+    shasum: str = ""
+    blob_digest: str = ""
+    size: int = 0
 
 
 class ApprovalService:
@@ -75,20 +80,27 @@ class ApprovalService:
         return (f"{name} has versions that are not approved for installs: {held}. "
                 f"Ask an approver to review them in the registry's approvals queue.")
 
-    def queue(self, principal: Principal, state: str | None = "pending") -> list[ApprovalItem]:
+    def queue(self, principal: Principal, state: str | None = "pending", *,
+              package: str | None = None, stage_id: str | None = None) -> list[ApprovalItem]:
         """Versions in ``state`` (all states when None). Approvers and admins see all;
         publishers see their own. Raises :class:`ValidationFailed` for an unknown state."""
         if state is not None and state not in {s.value for s in VersionState}:
             raise ValidationFailed("unknown state", details=[FieldError(
                 "state", f"must be one of {', '.join(s.value for s in VersionState)}")])
         q = (select(Version.id, Package.name, Version.version, Version.state,
-                    Version.state_reason, User.username, Version.published_at)
+                    Version.state_reason, User.username, Version.published_at,
+                    Version.stage_id, Version.tag, Version.shasum, Version.blob_digest,
+                    Version.size)
              .join(Package, Package.id == Version.package_id)
              .outerjoin(User, User.id == Version.publisher_id)
              .where(Version.unpublished_at.is_(None))
              .order_by(Version.published_at, Version.id))
         if state is not None:
             q = q.where(Version.state == state)
+        if package is not None:
+            q = q.where(Package.name == package)
+        if stage_id is not None:
+            q = q.where(Version.stage_id == stage_id)
         if not principal.can(Scope.APPROVE):
             q = q.where(Version.publisher_id == principal.user_id)
         with self.db.read() as s:
@@ -102,7 +114,28 @@ class ApprovalService:
                         RecordedVote(vr.plugin, hooks.Decision(vr.decision), tuple(vr.reasons)))
         return [ApprovalItem(name=r.name, version=r.version, state=r.state, reason=r.state_reason,
                              publisher=r.username or "", published_at=r.published_at,
-                             votes=tuple(votes.get(r.id, ()))) for r in rows]
+                             votes=tuple(votes.get(r.id, ())), stage_id=r.stage_id or "",
+                             tag=r.tag, shasum=r.shasum, blob_digest=r.blob_digest,
+                             size=r.size) for r in rows]
+
+    def staged(self, principal: Principal, stage_id: str) -> ApprovalItem:
+        """The pending version npm's stage commands call ``stage_id``.
+
+        Raises :class:`NotFound` also for ids the caller may not see (approvers see
+        all, publishers their own), like the public registry does."""
+        if not principal.can(Scope.READ):
+            raise NotFound(f"no staged version {stage_id}")
+        items = self.queue(principal, "pending", stage_id=stage_id)
+        if not items:
+            raise NotFound(f"no staged version {stage_id}")
+        return items[0]
+
+    def decide_staged(self, principal: Principal, stage_id: str, action: str,
+                      origin: Origin | None = None) -> VersionState:
+        """``npm stage approve|reject``: :meth:`decide` on the version behind ``stage_id``."""
+        item = self.staged(principal, stage_id)
+        return self.decide(principal, item.name, item.version, action,
+                           f"{action} with npm stage {action}", origin)
 
     def decide(self, principal: Principal, name: str, version: str, action: str,
                reason: str = "", origin: Origin | None = None) -> VersionState:

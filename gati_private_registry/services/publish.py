@@ -5,6 +5,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -47,6 +48,7 @@ class PublishResult:
     tag: str
     rev: str
     reason: str = ""
+    stage_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class PublishService:
     # -- the write ---------------------------------------------------------------------
 
     def publish(self, principal: Principal, url_name: str, body: Any,
-                origin: Origin | None = None) -> PublishResult:
+                origin: Origin | None = None, *, staged: bool = False) -> PublishResult:
         """Validate and store a new version.
 
         Raises :class:`Forbidden` (token scope, not a maintainer), :class:`Conflict`
@@ -218,6 +220,9 @@ class PublishService:
             raise Forbidden("publishing needs a publish token")
         cand = self.parse(url_name, body)
         votes, state, reason = self.review(principal, cand)
+        if staged and state is not VersionState.REJECTED:
+            # npm stage publish: nothing is installable until someone approves it
+            state, reason = VersionState.PENDING, "staged: waiting for npm stage approve"
         blob_existed = self.blobs.exists(cand.digest)
         digest = self.blobs.put(cand.tarball)
         try:
@@ -262,6 +267,7 @@ class PublishService:
                 # a version number that was ever used (even unpublished) is refused by
                 # the unique constraint on (package, version): see the except below
                 t = now()
+                stage_id = str(uuid.uuid4())
                 upsert_ignore(s, Blob, {"digest": digest, "size": len(cand.tarball),
                                         "created_at": t})
                 inserted = conn.execute(_INSERT_VERSION, {
@@ -273,7 +279,8 @@ class PublishService:
                     "files": [[f.path, f.size] for f in cand.info.files],
                     "publisher_id": principal.user_id, "published_at": t,
                     "state_changed_at": t, "state_reason": reason,
-                    "deprecated": None, "unpublished_at": None})
+                    "deprecated": None, "unpublished_at": None,
+                    "stage_id": stage_id, "tag": cand.tag})
                 version_id = inserted.inserted_primary_key[0]  # type: ignore[index]
                 record_votes(conn, version_id, votes, t)
                 record_transition(conn, version_id, None, state.value, principal.username,
@@ -305,7 +312,8 @@ class PublishService:
                 audit.record(s, principal, "version.publish", f"{cand.name}@{cand.version}",
                              origin, state=state.value, integrity=cand.integrity)
                 return PublishResult(name=cand.name, version=cand.version, state=state,
-                                     tag=cand.tag, rev=f"{pkg.rev}", reason=reason)
+                                     tag=cand.tag, rev=f"{pkg.rev}", reason=reason,
+                                     stage_id=stage_id)
         except IntegrityError as exc:
             # the (package, version) unique constraint: this number was used before, or a
             # concurrent publish of the same version committed first (PostgreSQL)

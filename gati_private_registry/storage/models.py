@@ -117,6 +117,10 @@ class Version(Base):
                                                             nullable=True)
     state_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     state_reason: Mapped[str] = mapped_column(Text, default="")
+    #: the id npm's staged-publishing commands use for this version (a UUID)
+    stage_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
+    #: the dist-tag the publisher asked for
+    tag: Mapped[str] = mapped_column(String(214), default="latest", server_default="latest")
 
     package: Mapped[Package] = relationship()
     publisher: Mapped[User | None] = relationship()

@@ -45,6 +45,8 @@ def parse_path(path: str) -> NpmRoute | None:
         rest = segs[1:]
         if rest == ["ping"]:
             return NpmRoute("ping")
+        if rest and rest[0] == "stage":
+            return _stage_route(rest[1:])
         if rest == ["whoami"]:
             return NpmRoute("whoami")
         if rest == ["v1", "search"]:
@@ -92,6 +94,19 @@ def parse_path(path: str) -> NpmRoute | None:
         return NpmRoute("tarball", name=name, arg=rest[-1])
     if len(rest) == 1:
         return NpmRoute("version", name=name, arg=rest[0])
+    return None
+
+
+def _stage_route(rest: list[str]) -> NpmRoute | None:
+    """npm's staged publishing (``npm stage ...``, npm >= 11.15)."""
+    if not rest:
+        return NpmRoute("stage_list")
+    if rest[0] == "package" and len(rest) >= 2:
+        return NpmRoute("stage_publish", name="/".join(rest[1:3] if rest[1].startswith("@") else rest[1:2]))
+    if len(rest) == 1:
+        return NpmRoute("stage_item", arg=rest[0])
+    if len(rest) == 2 and rest[1] in ("tarball", "approve"):
+        return NpmRoute("stage_" + rest[1], arg=rest[0])
     return None
 
 
@@ -485,6 +500,72 @@ def h_audit(route: NpmRoute) -> Response:
     return _json({})
 
 
+def _stage_json(item: Any) -> dict[str, Any]:
+    # the fields npm's stage list/view print (npm shows any extra keys too)
+    return {"id": item.stage_id, "packageName": item.name, "version": item.version,
+            "tag": item.tag, "createdAt": iso(item.published_at), "actor": item.publisher,
+            "actorType": "user", "shasum": item.shasum, "state": item.state,
+            "reason": item.reason,
+            "votes": [{"plugin": v.plugin, "decision": v.decision.value,
+                       "reasons": list(v.reasons)} for v in item.votes]}
+
+
+def h_stage_publish(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    result = _services().publish.publish(who, route.name, _body(), _origin(), staged=True)
+    return _json({"stageId": result.stage_id, "state": result.state.value,
+                  "message": f"{route.name}@{result.version} is {result.state.value}: {result.reason}"},
+                 status=201)
+
+
+def h_stage_list(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    try:
+        page = max(0, int(request.args.get("page", 0)))
+        per_page = max(1, min(100, int(request.args.get("perPage", 100))))
+    except ValueError:
+        raise ValidationFailed("page and perPage must be numbers",
+                               details=[FieldError("page", "not a number")]) from None
+    items = _services().approvals.queue(who, "pending", package=request.args.get("package") or None)
+    chunk = items[page * per_page:(page + 1) * per_page]
+    # clients page until they hold `total` items or get a short page
+    return _json({"items": [_stage_json(i) for i in chunk], "total": len(items)})
+
+
+def h_stage_view(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    return _json(_stage_json(_services().approvals.staged(who, route.arg)))
+
+
+def h_stage_tarball(route: NpmRoute) -> Response:
+    services = _services()
+    who = _who()
+    assert who is not None
+    item = services.approvals.staged(who, route.arg)
+    fh = services.blobs.open(item.blob_digest)
+    resp = Response(_iter_file(fh), mimetype="application/octet-stream")
+    resp.headers["Content-Length"] = str(item.size)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def h_stage_approve(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    state = _services().approvals.decide_staged(who, route.arg, "approve", _origin())
+    return _json({"message": f"approved: the version is {state.value}"}, status=201)
+
+
+def h_stage_reject(route: NpmRoute) -> Response:
+    who = _who()
+    assert who is not None
+    _services().approvals.decide_staged(who, route.arg, "reject", _origin())
+    return Response(status=204)
+
+
 def h_visibility(route: NpmRoute) -> Response:
     return _json({"public": False})
 
@@ -507,6 +588,12 @@ _HANDLERS: dict[tuple[str, str], Callable[[NpmRoute], Response]] = {
     ("dist_tag", "DELETE"): h_dist_tag_delete,
     ("audit", "POST"): h_audit,
     ("visibility", "GET"): h_visibility,
+    ("stage_publish", "POST"): h_stage_publish,
+    ("stage_list", "GET"): h_stage_list,
+    ("stage_item", "GET"): h_stage_view,
+    ("stage_item", "DELETE"): h_stage_reject,
+    ("stage_tarball", "GET"): h_stage_tarball,
+    ("stage_approve", "POST"): h_stage_approve,
     ("version", "GET"): h_version,
     ("packument", "PUT"): h_publish_or_update,
     ("rev", "PUT"): h_rev_put,

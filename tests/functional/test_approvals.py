@@ -168,3 +168,26 @@ def test_transitions_and_permissions(registry: Registry) -> None:
     assert sorted(registry.doc("flow")["versions"]) == ["1.0.0", "1.0.1"]
     everything = registry.client.get("/api/approvals?state=all", headers=registry.headers(ann)).json
     assert {i["state"] for i in everything["items"]} == {"approved"}
+
+
+def test_stage_endpoints_refuse_bad_input(registry: Registry) -> None:
+    from gati_private_registry.testing import publish_body
+
+    h = registry.headers(registry.token("admin", "approve"))
+    body = publish_body(ModuleSpec("staged-one", "1.0.0"))
+    resp = registry.client.post("/npm/-/stage/package/staged-one", json=body,
+                                headers=registry.headers(registry.token()))
+    assert resp.status_code == 201 and resp.json["state"] == "pending"
+    stage_id = resp.json["stageId"]
+    assert registry.client.get("/npm/-/stage?page=x", headers=h).status_code == 400
+    listed = registry.client.get("/npm/-/stage?page=0&perPage=1", headers=h).json
+    assert listed["total"] == 1 and listed["items"][0]["id"] == stage_id
+    assert registry.client.get("/npm/-/stage/not-a-stage-id", headers=h).status_code == 404
+    assert registry.client.get("/npm/-/stage", ).status_code == 401
+    # a staged body that fails validation stores nothing and gets no stage id
+    bad = publish_body(ModuleSpec("staged-two", "1.0.0"))
+    bad["versions"]["1.0.0"]["dependencies"] = {"evil": "*"}
+    refused = registry.client.post("/npm/-/stage/package/staged-two", json=bad,
+                                   headers=registry.headers(registry.token()))
+    assert refused.status_code == 400 and "stageId" not in refused.json
+    assert registry.client.get("/npm/-/stage", headers=h).json["total"] == 1

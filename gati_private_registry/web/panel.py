@@ -1,12 +1,18 @@
-"""The web panel: sign-in, and the page that confirms an ``npm login`` from the browser."""
+"""The web panel: sign-in, the page that confirms an ``npm login`` from the browser, and
+the approvals pages (queue, review and decisions, a publisher's own versions)."""
 from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from flask import (Blueprint, current_app, flash, g, redirect, render_template, request,
                    session, url_for)
 from flask.typing import ResponseReturnValue
 
-from ..errors import NotFound, Unauthenticated
-from ..services import Services
+from ..errors import NotFound, Unauthenticated, ValidationFailed
+from ..services import Services, review
 from . import auth
 
 bp = Blueprint("panel", __name__)
@@ -98,3 +104,86 @@ def npm_login(sid: str) -> ResponseReturnValue:
                                intro="A command-line client is waiting for you to sign in.",
                                button="Sign in and confirm")
     return render_template("auth/npm_confirm.html", done=False)
+
+
+# -- approvals ---------------------------------------------------------------------------
+
+QUEUE_STATES = ("pending", "rejected", "quarantined", "approved", "all")
+
+
+def login_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    """Send people who are not signed in to the sign-in page, and back here afterwards."""
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        if g.user is None:
+            return redirect(url_for("panel.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapped
+
+
+@bp.app_template_filter("when")
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is not None:  # SQLite hands back naive UTC, PostgreSQL aware
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@bp.app_template_filter("pretty_json")
+def _pretty_json(value: Any) -> str:
+    # a plain str, so Jinja autoescapes it (``tojson`` would be marked safe)
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+@bp.route("/approvals")
+@login_required
+def approvals_queue() -> ResponseReturnValue:
+    services = _services()
+    state = request.args.get("state", "pending")
+    query = request.args.get("q", "")
+    principal = services.accounts.principal_for_user(g.user)
+    items = services.approvals.queue(principal, None if state == "all" else state)
+    return render_template("approvals/queue.html", items=review.matching(items, query),
+                           state=state, q=query, states=QUEUE_STATES)
+
+
+def _render_review(name: str, version: str, errors: dict[str, list[str]] | None = None,
+                   form: dict[str, str] | None = None) -> str:
+    services = _services()
+    principal = services.accounts.principal_for_user(g.user)
+    info = review.version_review(services.db, principal, name, version)
+    return render_template("approvals/review.html", r=info,
+                           actions=review.allowed_actions(principal, info.state),
+                           errors=errors or {}, form=form or {})
+
+
+@bp.route("/approvals/<path:name>/<version>", methods=["GET", "POST"])
+@login_required
+def approval_review(name: str, version: str) -> ResponseReturnValue:
+    """The review page; its forms post back here with ``action`` and ``reason``."""
+    if request.method == "GET":
+        return _render_review(name, version)
+    services = _services()
+    action = request.form.get("action", "")
+    reason = request.form.get("reason", "")
+    try:
+        services.approvals.decide(services.accounts.principal_for_user(g.user), name, version,
+                                  action, reason, auth.origin(request.environ, services.settings))
+    except ValidationFailed as exc:
+        # field errors go next to the form they belong to; other errors (Forbidden,
+        # Conflict, NotFound) go through the error table
+        errors: dict[str, list[str]] = {}
+        for d in exc.details:
+            errors.setdefault(d.field, []).append(d.message)
+        return _render_review(name, version, errors, {"action": action, "reason": reason}), 400
+    done = {"approve": "Approved", "reject": "Rejected", "quarantine": "Quarantined"}[action]
+    flash(f"{done} {name}@{version}.", "success")
+    return redirect(url_for("panel.approval_review", name=name, version=version))
+
+
+@bp.route("/my/versions")
+@login_required
+def my_versions() -> ResponseReturnValue:
+    return render_template("approvals/my_versions.html",
+                           versions=review.own_versions(_services().db, g.user.id))

@@ -91,3 +91,117 @@ def publish_body(spec: ModuleSpec, *, tag: str = "latest", tarball: bytes | None
             "content_type": "application/octet-stream",
             "data": base64.b64encode(data).decode(), "length": len(data)}},
     }
+
+
+# -- a real server process, for interop and browser tests (and plugin authors) ----------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_command() -> list[str]:
+    """``gati-registry`` from this interpreter's environment, else from PATH, else -m."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "gati-registry"
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("gati-registry")
+    return [found] if found else [sys.executable, "-m", "gati_private_registry.cli.admin"]
+
+
+class ServerStartError(RuntimeError):
+    """``gati-registry serve`` exited or did not answer ``/healthz`` in time."""
+
+
+@dataclass
+class ServerProcess:
+    """``gati-registry serve`` as a subprocess in its own session, logging to a file.
+
+    ``start()`` returns once ``/healthz`` answers 200 and raises :class:`ServerStartError`
+    (with the log's tail) otherwise; ``stop()`` sends SIGTERM to the whole group and
+    waits (SIGKILL after 20 s)."""
+
+    port: int
+    data_dir: Any
+    env: dict[str, str]
+    log_path: Any
+    workers: int = 2
+    cwd: Any = None
+    start_timeout: float = 60.0
+    proc: Any = None
+    _log: Any = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import subprocess
+        import time
+        import urllib.error
+        import urllib.request
+
+        cmd = server_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
+                                  "--data", str(self.data_dir), "--workers", str(self.workers)]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=self.cwd,
+                                     start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError(
+                    f"gati-registry serve exited with {self.proc.returncode} during start-up "
+                    f"({' '.join(cmd)}):\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+                    last = f"HTTP {r.status}"
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}"
+                e.close()
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.2)
+        self.stop()
+        raise ServerStartError(f"gati-registry serve not ready after {self.start_timeout}s "
+                               f"(last /healthz: {last}):\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        import os
+        import signal
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 150) -> str:
+        return read_log_tail(self.log_path, lines)
+
+
+def read_log_tail(path: Any, lines: int = 150) -> str:
+    """The last ``lines`` lines of a server log, for failure reports."""
+    try:
+        with open(path, errors="replace") as fh:
+            return "\n".join(fh.read().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -10,15 +10,9 @@ green while testing nothing.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -26,6 +20,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from gati_private_registry.testing import (ServerProcess, ServerStartError, free_port,
+                                          read_log_tail, server_command)
 
 from gati_private_registry.testing import ModuleSpec, publish_body
 
@@ -36,20 +33,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-dev-shm-usage"]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _server_command() -> list[str]:
-    exe = Path(sys.executable).parent / "gati-registry"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("gati-registry")
-    return [found] if found else [sys.executable, "-m", "gati_private_registry.cli.admin"]
 
 
 @dataclass
@@ -70,57 +53,30 @@ class Server:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    _server: ServerProcess | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        cmd = _server_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                   "--data", str(self.data_dir), "--workers", "1"]
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"gati-registry serve exited with {self.proc.returncode}:\n"
-                            f"{self.log_tail()}", pytrace=False)
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-                    last = f"HTTP {r.status}"
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
-                e.close()
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"gati-registry serve not ready after {SERVER_START_TIMEOUT}s "
-                    f"(last /healthz: {last}):\n{self.log_tail()}", pytrace=False)
+        self._server = ServerProcess(self.port, self.data_dir, self.env, self.log_path,
+                                     workers=1, cwd=None)
+        try:
+            self._server.start()
+        except ServerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        self.proc = self._server.proc
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        with contextlib.suppress(Exception):
-            self._log.close()
+        if self._server is not None:
+            self._server.stop()
 
-    def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+    def log_tail(self, lines: int = 150) -> str:
+        return read_log_tail(self.log_path, lines)
 
     def cli(self, *args: str, input: str | None = None) -> str:
-        res = subprocess.run(_server_command() + list(args) + ["--data", str(self.data_dir)],
+        res = subprocess.run(server_command() + list(args) + ["--data", str(self.data_dir)],
                              env=self.env, input=input, capture_output=True, text=True,
                              check=False, timeout=60)
         assert res.returncode == 0, f"gati-registry {' '.join(args)} failed:\n{res.stderr}"
@@ -166,7 +122,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "GATI_REGISTRY_APPROVALS__DEFAULT_MODE": "manual",
         "GATI_REGISTRY_ANONYMOUS_READ": "false",
     })
-    srv = Server(port=_free_port(), data_dir=data_dir, env=env, log_path=workdir / "server.log")
+    srv = Server(port=free_port(), data_dir=data_dir, env=env, log_path=workdir / "server.log")
     try:
         srv.start()
         yield srv

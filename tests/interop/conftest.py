@@ -26,9 +26,7 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.error
@@ -39,6 +37,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+from gati_private_registry.testing import (ServerProcess, ServerStartError, free_port,
+                                          read_log_tail, server_command)
 
 PG_ADMIN_URL = os.environ.get(
     "GATI_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -75,23 +76,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_command() -> list[str]:
-    """``gati-registry`` from this interpreter's environment, else from PATH, else -m."""
-    exe = Path(sys.executable).parent / "gati-registry"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("gati-registry")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "gati_private_registry.cli.admin"]
 
 
 def client_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -370,6 +354,7 @@ class Registry:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    _server: ServerProcess | None = None
     _counter: int = 0
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -390,49 +375,20 @@ class Registry:
     # ---- process
 
     def start(self) -> None:
-        cmd = server_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                  "--data", str(self.data_dir), "--workers", "2"]
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir, start_new_session=True)
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        last = ""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"gati-registry serve exited with {self.proc.returncode} during "
-                            f"start-up ({' '.join(cmd)}):\n{self.log_tail()}", pytrace=False)
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-                    last = f"HTTP {r.status}"
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
-                e.close()
-            except OSError as e:
-                last = repr(e)
-            time.sleep(0.2)
-        self.stop()
-        pytest.fail(f"gati-registry serve not ready after {SERVER_START_TIMEOUT}s "
-                    f"(last /healthz: {last}):\n{self.log_tail()}", pytrace=False)
+        self._server = ServerProcess(self.port, self.data_dir, self.env, self.log_path,
+                                     workers=2, cwd=self.workdir)
+        try:
+            self._server.start()
+        except ServerStartError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        self.proc = self._server.proc
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        with contextlib.suppress(Exception):
-            self._log.close()
+        if self._server is not None:
+            self._server.stop()
 
     def log_tail(self, lines: int = 150) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return read_log_tail(self.log_path, lines)
 
     def tmp(self, prefix: str) -> Path:
         self._counter += 1

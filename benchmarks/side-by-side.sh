@@ -27,6 +27,7 @@ DATA=$(mktemp -d /tmp/gati-bench-data.XXXXXX)
 PORT=${PORT:-18080}
 # Same access policy as the Verdaccio peer: anonymous reads, token-authenticated writes.
 GATI_REGISTRY_ANONYMOUS_READ=true GATI_REGISTRY_ADMIN_PASSWORD=bench-admin-pass-1 \
+    GATI_REGISTRY_APPROVALS__DEFAULT_MODE=auto \
   setsid gati-registry serve --port "$PORT" --data "$DATA" >"$DATA/server.log" 2>&1 &
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 GPID=$(pgrep -f "gati-registry serve --port $PORT" | head -1)

@@ -69,13 +69,31 @@ class ApprovalPolicy:
 
     pattern: str = "*"
     mode: str = "manual"
+    #: a team name: only its members (and admins) may decide on matching versions;
+    #: empty means every approver
+    approvers: str = ""
 
 
 @dataclass(frozen=True)
 class ApprovalSettings:
-    #: the mode for names no policy matches
-    default_mode: str = "auto"
+    #: the mode for names no policy matches. ``manual``: secure by default, every
+    #: version waits for a person until an admin configures auto-approval
+    default_mode: str = "manual"
     policies: tuple[ApprovalPolicy, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    #: run the delivery worker in the server processes (one holds the lease at a time)
+    enabled: bool = True
+    #: attempts before a delivery is marked failed
+    max_attempts: int = 8
+    #: seconds to wait for a receiver to answer
+    timeout: float = 10.0
+    #: seconds before the first retry; doubled for each further attempt
+    retry_base: float = 5.0
+    #: seconds between looks at the changes feed when nothing woke the worker
+    poll_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def database_url(self) -> str:
@@ -165,6 +184,8 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
         if "size" in name:
             return parse_size(value)
         return int(value)
+    if t == "float":
+        return float(value)
     if t == "Path":
         return Path(str(value))
     if t.startswith("tuple"):
@@ -209,7 +230,7 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
                 kwargs[key_n] = _coerce(value, f.type, key_n)
         except (TypeError, ValueError) as exc:
             errors.append(FieldError(path + key_n, str(exc)))
-    if cls is ApprovalSettings and kwargs.get("default_mode", "auto") not in APPROVAL_MODES:
+    if cls is ApprovalSettings and kwargs.get("default_mode", "manual") not in APPROVAL_MODES:
         errors.append(FieldError(path + "default_mode", f"must be one of {', '.join(APPROVAL_MODES)}"))
     return cls(**kwargs)
 
@@ -226,7 +247,11 @@ def _policies(value: Any, path: str, errors: list[FieldError]) -> tuple[Approval
         if mode not in APPROVAL_MODES:
             errors.append(FieldError(f"{path}[{i}].mode", f"must be one of {', '.join(APPROVAL_MODES)}"))
             continue
-        out.append(ApprovalPolicy(pattern=item["pattern"], mode=mode))
+        approvers = item.get("approvers", "")
+        if not isinstance(approvers, str):
+            errors.append(FieldError(f"{path}[{i}].approvers", "must be a team name"))
+            continue
+        out.append(ApprovalPolicy(pattern=item["pattern"], mode=mode, approvers=approvers))
     return tuple(out)
 
 

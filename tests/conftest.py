@@ -99,10 +99,31 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, Any]) -> Settings:
+def approval_mode() -> str | None:
+    """The approval mode the tests run with. The registry-core tests publish and then
+    install, so they opt into ``auto``; approval tests set their own policies, and a
+    module overriding this with None runs on the shipped (secure) default."""
+    return "auto"
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, settings_overrides: dict[str, Any],
+             approval_mode: str | None) -> Settings:
     data = tmp_path / "data"
-    overrides = {"database": {"url": database_url}, **settings_overrides}
-    return Settings.for_tests(data, **overrides)
+    base: dict[str, Any] = {"database": {"url": database_url}}
+    if approval_mode is not None:
+        base["approvals"] = {"default_mode": approval_mode}
+    return Settings.for_tests(data, **_deep_merge(base, settings_overrides))
 
 
 @pytest.fixture

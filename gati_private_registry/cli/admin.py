@@ -165,5 +165,66 @@ def token_create(ctx: click.Context, username: str, scope: str, expires_days: in
     click.echo(new.secret)
 
 
+@main.group()
+def team() -> None:
+    """Teams (approval policies can restrict deciding to a team)."""
+
+
+def _team_call(ctx: click.Context, data: Path | None, call: Any) -> Any:
+    from ..app import prepare
+
+    services, _ = prepare(_settings(ctx, data=data))
+    try:
+        return call(services.teams)
+    except RegistryError as exc:
+        _fail(exc)
+    finally:
+        services.close()
+
+
+@team.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@data_option
+@click.pass_context
+def team_create(ctx: click.Context, name: str, description: str, data: Path | None) -> None:
+    """Create a team."""
+    _team_call(ctx, data, lambda teams: teams.create(None, name, description))
+    click.echo(f"created team {name}", err=True)
+
+
+@team.command("add-member")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("username", metavar="USER")
+@data_option
+@click.pass_context
+def team_add_member(ctx: click.Context, team_name: str, username: str,
+                    data: Path | None) -> None:
+    """Add USER to TEAM."""
+    _team_call(ctx, data, lambda teams: teams.add_member(None, team_name, username))
+    click.echo(f"{username} is a member of {team_name}", err=True)
+
+
+@team.command("remove-member")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("username", metavar="USER")
+@data_option
+@click.pass_context
+def team_remove_member(ctx: click.Context, team_name: str, username: str,
+                       data: Path | None) -> None:
+    """Remove USER from TEAM."""
+    _team_call(ctx, data, lambda teams: teams.remove_member(None, team_name, username))
+    click.echo(f"{username} left {team_name}", err=True)
+
+
+@team.command("list")
+@data_option
+@click.pass_context
+def team_list(ctx: click.Context, data: Path | None) -> None:
+    """Print each team and its members, one team per line."""
+    for info in _team_call(ctx, data, lambda teams: teams.list()) or []:
+        click.echo(f"{info.name}\t{','.join(info.members)}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,10 +9,12 @@ from ..storage.changes import Generation
 from ..storage.db import Database, make_engine
 from .accounts import AccountService
 from .approvals import ApprovalService
+from .held import HeldVersions
 from .packages import PackageService
 from .packuments import PackumentCache
 from .plugins import PluginHost
 from .publish import PublishService
+from .teams import TeamService
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Services:
     packuments: PackumentCache
     plugins: PluginHost
     approvals: ApprovalService
+    teams: TeamService
+    held: HeldVersions
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -62,7 +66,8 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
                   lock_path=settings.data / "write.lock")
     store = blobs or FileBlobStore(settings.blob_dir)
     host = plugins or PluginHost(blocked=settings.plugins.blocked)
-    approvals = ApprovalService(db, host)
+    teams = TeamService(db)
+    approvals = ApprovalService(db, host, settings.approvals, teams)
     publish = PublishService(settings, db, store, host, approvals.plugin_configs,
                              approvals.existing_names)
     return Services(
@@ -73,4 +78,6 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         packuments=PackumentCache(db, generation.value),
         plugins=host,
         approvals=approvals,
+        teams=teams,
+        held=HeldVersions(db, generation.value),
     )

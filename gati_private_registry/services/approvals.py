@@ -9,15 +9,17 @@ from typing import Any
 from sqlalchemy import select, update
 
 from .. import hooks
-from ..domain import Origin, Principal, Scope, VersionState
+from ..domain import Origin, Principal, Role, Scope, VersionState
 from ..errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage import changes
 from ..storage.db import Database
 from ..storage.models import Package, PluginConfig, User, Version, VoteRecord
 from . import audit, packuments
 from .approvals_records import record_transition
-from .plugins import PluginHost, RecordedVote
+from ..settings import ApprovalSettings
+from .plugins import PluginHost, RecordedVote, policy_for
 from .publish import now
+from .teams import TeamService
 
 ACTIONS = {"approve": VersionState.APPROVED, "reject": VersionState.REJECTED,
            "quarantine": VersionState.QUARANTINED}
@@ -50,9 +52,28 @@ class ApprovalItem:
 
 
 class ApprovalService:
-    def __init__(self, db: Database, plugins: PluginHost) -> None:
+    def __init__(self, db: Database, plugins: PluginHost, settings: ApprovalSettings,
+                 teams: TeamService) -> None:
         self.db = db
         self.plugins = plugins
+        self.settings = settings
+        self.teams = teams
+
+    def approver_team(self, name: str) -> str:
+        """The team whose members decide on ``name`` (empty: any approver)."""
+        policy = policy_for(self.settings, name)
+        return policy.approvers if policy is not None else ""
+
+    def may_decide(self, principal: Principal, name: str) -> bool:
+        """Whether ``principal`` may approve, reject or quarantine versions of ``name``:
+        an approve-scoped token, and membership of the policy's approver team when it
+        names one (admins are never locked out of their own registry)."""
+        if not principal.can(Scope.APPROVE):
+            return False
+        team = self.approver_team(name)
+        if not team or principal.role is Role.ADMIN:
+            return True
+        return self.teams.is_member(principal.user_id, team)
 
     def plugin_configs(self) -> tuple[dict[str, dict[str, Any]], set[str]]:
         """Admin-set plugin settings and the disabled plugins."""
@@ -158,6 +179,9 @@ class ApprovalService:
         assert target is not None
         if not principal.can(Scope.APPROVE):
             raise Forbidden("deciding on versions needs an approve or admin token")
+        if not self.may_decide(principal, name):
+            raise Forbidden(f"only members of team {self.approver_team(name)} may decide "
+                            f"on versions of {name}")
         with self.db.write() as s:
             pkg = packuments.lock_package_row(s, name)
             if pkg is None:

@@ -12,7 +12,7 @@ import pluggy
 
 from .. import hooks
 from ..domain import VersionState
-from ..settings import ApprovalSettings
+from ..settings import ApprovalPolicy, ApprovalSettings
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,18 @@ class PluginHost:
                 log.exception("plugin %s failed on a state change", impl.plugin_name)
 
 
-def mode_for(settings: ApprovalSettings, name: str) -> str:
-    """The approval mode of the first policy whose pattern matches ``name``."""
+def policy_for(settings: ApprovalSettings, name: str) -> ApprovalPolicy | None:
+    """The first policy whose pattern matches ``name``, or None."""
     for policy in settings.policies:
         if fnmatch.fnmatchcase(name, policy.pattern):
-            return policy.mode
-    return settings.default_mode
+            return policy
+    return None
+
+
+def mode_for(settings: ApprovalSettings, name: str) -> str:
+    """The approval mode of the first policy whose pattern matches ``name``."""
+    policy = policy_for(settings, name)
+    return policy.mode if policy is not None else settings.default_mode
 
 
 def decide(mode: str, votes: list[RecordedVote]) -> tuple[VersionState, str]:

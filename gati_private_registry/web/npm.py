@@ -1,223 +1,25 @@
-"""The npm registry protocol under ``/npm/``.
-
-Packument and tarball reads are most of the traffic, so they are answered by
-:class:`NpmReadPath`, a plain WSGI layer in front of Flask: one dict lookup and one
-memory read for a cached packument. Everything else goes through the Flask blueprint.
-Paths are parsed here, not by Flask routing, because ``@scope%2fname`` arrives
-percent-decoded and a scoped name spans two segments.
+"""The npm registry protocol under ``/npm/``: the Flask blueprint for everything but
+packument and tarball reads (those are answered by :mod:`.npm_read` before Flask).
 """
 from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, request
 
 from ..domain import Principal, Scope, VersionState
-from ..errors import (FieldError, NotFound, RegistryError, Unauthenticated,
-                      ValidationFailed)
+from ..errors import FieldError, NotFound, Unauthenticated, ValidationFailed
 from ..services import Services
 from ..services.packuments import iso
 from . import auth
-from .errors import auth_headers, npm_body, status_for
+from .npm_paths import NpmRoute, parse_path
+from .npm_read import ABBREVIATED, NpmReadPath, iter_file
 
-ABBREVIATED = "application/vnd.npm.install-v1+json"
+__all__ = ["ABBREVIATED", "NpmReadPath", "bp"]
 
-
-@dataclass(frozen=True)
-class NpmRoute:
-    kind: str
-    name: str = ""
-    arg: str = ""
-
-
-def parse_path(path: str) -> NpmRoute | None:
-    """Classify a path below ``/npm/`` (already percent-decoded)."""
-    segs = [s for s in path.split("/")]
-    while segs and segs[-1] == "":
-        segs.pop()
-    if not segs:
-        return None
-    if segs[0] == "-":
-        rest = segs[1:]
-        if rest == ["ping"]:
-            return NpmRoute("ping")
-        if rest and rest[0] == "stage":
-            return _stage_route(rest[1:])
-        if rest == ["whoami"]:
-            return NpmRoute("whoami")
-        if rest == ["v1", "search"]:
-            return NpmRoute("search")
-        if rest == ["v1", "login"]:
-            return NpmRoute("web_login")
-        if len(rest) == 3 and rest[:2] == ["v1", "done"]:
-            return NpmRoute("web_done", arg=rest[2])
-        if len(rest) >= 2 and rest[0] == "user" and rest[1].startswith("org.couchdb.user:"):
-            return NpmRoute("couch_user", name=rest[1][len("org.couchdb.user:"):])
-        if len(rest) >= 3 and rest[:2] == ["user", "token"]:
-            return NpmRoute("logout", arg="/".join(rest[2:]))
-        if rest == ["npm", "v1", "tokens"]:
-            return NpmRoute("tokens")
-        if len(rest) >= 5 and rest[:4] == ["npm", "v1", "tokens", "token"]:
-            return NpmRoute("token", arg="/".join(rest[4:]))
-        if rest[:4] == ["npm", "v1", "security", "advisories"] or \
-                rest[:4] == ["npm", "v1", "security", "audits"]:
-            return NpmRoute("audit", arg="/".join(rest[4:]))
-        if len(rest) >= 3 and rest[0] == "package":
-            name_segs = rest[1:3] if rest[1].startswith("@") else rest[1:2]
-            tail = rest[1 + len(name_segs):]
-            name = "/".join(name_segs)
-            if tail == ["dist-tags"]:
-                return NpmRoute("dist_tags", name=name)
-            if len(tail) == 2 and tail[0] == "dist-tags":
-                return NpmRoute("dist_tag", name=name, arg=tail[1])
-            if tail == ["visibility"]:
-                return NpmRoute("visibility", name=name)
-        return None
-    if segs[0].startswith("@"):
-        if len(segs) < 2:
-            return None
-        name, rest = f"{segs[0]}/{segs[1]}", segs[2:]
-    else:
-        name, rest = segs[0], segs[1:]
-    if not rest:
-        return NpmRoute("packument", name=name)
-    if len(rest) == 2 and rest[0] == "-rev":
-        return NpmRoute("rev", name=name, arg=rest[1])
-    if rest[0] == "-" and len(rest) >= 2:
-        if len(rest) >= 4 and rest[-2] == "-rev":
-            return NpmRoute("tarball_rev", name=name, arg=rest[-3])
-        # npm's own publish body names scoped tarballs ".../-/@scope/name-1.0.0.tgz"
-        return NpmRoute("tarball", name=name, arg=rest[-1])
-    if len(rest) == 1:
-        return NpmRoute("version", name=name, arg=rest[0])
-    return None
-
-
-def _stage_route(rest: list[str]) -> NpmRoute | None:
-    """npm's staged publishing (``npm stage ...``, npm >= 11.15)."""
-    if not rest:
-        return NpmRoute("stage_list")
-    if rest[0] == "package" and len(rest) >= 2:
-        return NpmRoute("stage_publish", name="/".join(rest[1:3] if rest[1].startswith("@") else rest[1:2]))
-    if len(rest) == 1:
-        return NpmRoute("stage_item", arg=rest[0])
-    if len(rest) == 2 and rest[1] in ("tarball", "approve"):
-        return NpmRoute("stage_" + rest[1], arg=rest[0])
-    return None
-
-
-def error_response(exc: RegistryError, start_response: Callable[..., Any]) -> list[bytes]:
-    body = npm_body(exc)
-    status = status_for(exc)
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-               ("Cache-Control", "no-store")] + auth_headers(exc)
-    start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
-    return [body]
-
-
-_REASONS = {200: "OK", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
-            403: "Forbidden", 404: "Not Found", 409: "Conflict", 413: "Payload Too Large",
-            503: "Service Unavailable"}
-
-
-def _etag_matches(environ: dict[str, Any], etag: str) -> bool:
-    inm = environ.get("HTTP_IF_NONE_MATCH")
-    if not inm:
-        return False
-    return any(tag.strip().removeprefix("W/") == etag for tag in inm.split(","))
-
-
-class NpmReadPath:
-    """WSGI middleware answering packument and tarball GETs without Flask."""
-
-    def __init__(self, services: Services, app: Callable[..., Any]) -> None:
-        self.services = services
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        method = environ["REQUEST_METHOD"]
-        path = environ.get("PATH_INFO", "")
-        if (method == "GET" or method == "HEAD") and path.startswith("/npm/") \
-                and not path.startswith("/npm/-/"):
-            route = parse_path(path[5:])
-            if route is not None and route.kind in ("packument", "tarball"):
-                try:
-                    auth.reader(environ, self.services)
-                    if route.kind == "packument":
-                        return self._packument(environ, start_response, route.name)
-                    return self._tarball(environ, start_response, route.name, route.arg)
-                except RegistryError as exc:
-                    return error_response(exc, start_response)
-        return self.app(environ, start_response)  # type: ignore[no-any-return]
-
-    def _packument(self, environ: dict[str, Any], start_response: Callable[..., Any],
-                   name: str) -> Iterable[bytes]:
-        abbreviated = ABBREVIATED in environ.get("HTTP_ACCEPT", "")
-        base = auth.base_url(environ, self.services.settings)
-        fresh = "write=true" in environ.get("QUERY_STRING", "")
-        rep = self.services.packuments.get(name, base, abbreviated, fresh=fresh)
-        if rep is None:
-            raise NotFound(self.services.approvals.why_not_served(name)
-                           or f"{name} is not in this registry")
-        use_gzip = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") and len(rep.body) > 512
-        etag = rep.etag[:-1] + '-gz"' if use_gzip else rep.etag
-        headers = [("Content-Type", ABBREVIATED if abbreviated else "application/json"),
-                   ("ETag", etag), ("Cache-Control", "no-cache"),
-                   ("Vary", "Accept, Accept-Encoding, Authorization")]
-        if _etag_matches(environ, etag):
-            start_response("304 Not Modified", headers)
-            return []
-        body = rep.gzipped() if use_gzip else rep.body
-        if use_gzip:
-            headers.append(("Content-Encoding", "gzip"))
-        headers.append(("Content-Length", str(len(body))))
-        start_response("200 OK", headers)
-        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
-
-    def _tarball(self, environ: dict[str, Any], start_response: Callable[..., Any],
-                 name: str, filename: str) -> Iterable[bytes]:
-        try:
-            ref = self.services.packages.tarball(name, filename)
-        except NotFound:
-            # blocked means blocked everywhere, and the client is told why
-            bare = name.rpartition("/")[2]
-            version = filename[len(bare) + 1:-4] if filename.startswith(bare + "-") else None
-            why = version and self.services.approvals.why_not_served(name, version)
-            if why:
-                raise NotFound(why) from None
-            raise
-        etag = f'"{ref.digest[:40]}"'
-        # never Content-Encoding on a .tgz: clients would inflate it and fail the integrity check
-        headers = [("Content-Type", "application/octet-stream"), ("ETag", etag),
-                   ("Cache-Control", "private, max-age=31536000, immutable"),
-                   ("Content-Length", str(ref.size))]
-        if _etag_matches(environ, etag):
-            start_response("304 Not Modified", headers[1:3])
-            return []
-        fh = self.services.blobs.open(ref.digest)
-        start_response("200 OK", headers)
-        if environ["REQUEST_METHOD"] == "HEAD":
-            fh.close()
-            return []
-        wrapper = environ.get("wsgi.file_wrapper")
-        if wrapper is not None:
-            return wrapper(fh, 256 * 1024)  # type: ignore[no-any-return]
-        return _iter_file(fh)
-
-
-def _iter_file(fh: Any) -> Iterable[bytes]:
-    try:
-        while chunk := fh.read(256 * 1024):
-            yield chunk
-    finally:
-        fh.close()
-
-
-# -- the Flask blueprint for everything else -------------------------------------------
 
 bp = Blueprint("npm", __name__)
 
@@ -546,7 +348,7 @@ def h_stage_tarball(route: NpmRoute) -> Response:
     assert who is not None
     item = services.approvals.staged(who, route.arg)
     fh = services.blobs.open(item.blob_digest)
-    resp = Response(_iter_file(fh), mimetype="application/octet-stream")
+    resp = Response(iter_file(fh), mimetype="application/octet-stream")
     resp.headers["Content-Length"] = str(item.size)
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -153,8 +153,10 @@ def _render_review(name: str, version: str, errors: dict[str, list[str]] | None 
     services = _services()
     principal = services.accounts.principal_for_user(g.user)
     info = review.version_review(services.db, principal, name, version)
-    return render_template("approvals/review.html", r=info,
-                           actions=review.allowed_actions(principal, info.state),
+    actions = (review.allowed_actions(principal, info.state)
+               if services.approvals.may_decide(principal, name) else [])
+    return render_template("approvals/review.html", r=info, actions=actions,
+                           approver_team=services.approvals.approver_team(name),
                            errors=errors or {}, form=form or {})
 
 

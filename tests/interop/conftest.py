@@ -675,6 +675,8 @@ def registry_server(request: pytest.FixtureRequest,
         "GATI_REGISTRY_ANONYMOUS_READ": "false",
         "GATI_REGISTRY_ALLOW_SIGNUP": "false",
         "GATI_REGISTRY_LOG_LEVEL": "INFO",
+        # publish-then-install tests opt into auto approval; approval tests set manual
+        "GATI_REGISTRY_APPROVALS__DEFAULT_MODE": "auto",
     })
     env.update({f"GATI_REGISTRY_{k}": v
                 for k, v in getattr(request.module, "REGISTRY_ENV", {}).items()})

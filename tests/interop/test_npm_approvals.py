@@ -49,3 +49,25 @@ def test_publish_pending_approve_install_then_reject_and_quarantine(registry_ser
     again = reg.make_project({name: "^1.0.0"})
     gone = reg.npm("install", cwd=again, token=reg.token("admin", "read")).failed()
     assert "E404" in gone.output and "quarantined" in gone.output, gone
+
+
+def test_publisher_sees_own_pending_and_rejected_versions_in_npm_view(registry_server):
+    reg = registry_server
+    name = "@gati-modules/it-viewed"
+    reg.add_user("pat", "publisher")
+    reg.add_user("eve", "publisher")
+    pat, eve = reg.token("pat", "publish"), reg.token("eve", "read")
+    reg.publish_dir(reg.make_package(name, "1.0.0").path, pat).ok()
+
+    # the publisher's own token: npm view shows the version and its state
+    viewed = reg.npm("view", f"{name}@1.0.0", "gati", "--json", token=pat).ok()
+    state = json.loads(viewed.output)
+    assert state["state"] == "pending" and "waiting for an approver" in state["reason"], viewed
+    # someone else sees nothing at all, and installs are still refused for the publisher
+    assert "E404" in reg.npm("view", f"{name}@1.0.0", token=eve).failed().output
+    project = reg.make_project({name: "1.0.0"})
+    assert "E404" in reg.npm("install", cwd=project, token=pat).failed().output
+
+    decide(reg, name, "1.0.0", "reject", "bundles a private key")
+    rejected = json.loads(reg.npm("view", f"{name}@1.0.0", "gati", "--json", token=pat).ok().output)
+    assert rejected["state"] == "rejected" and rejected["reason"] == "bundles a private key"

@@ -99,7 +99,7 @@ class HeldVersions:
                                                 .where(User.id.in_(ids)))} if ids else {}
         if not mine:
             return public
-        doc = public if public is not None else {
+        doc: dict[str, Any] = public if public is not None else {
             "_id": name, "name": name, "dist-tags": {}, "versions": {}, "maintainers": [],
             "time": {"created": iso(mine[0].created_at), "modified": iso(mine[0].modified_at)}}
         prefix = base.rstrip("/")

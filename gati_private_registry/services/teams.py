@@ -90,8 +90,8 @@ class TeamService:
         _require_admin(principal)
         with self.db.write() as s:
             t, u = self._team_and_user(s, team, username)
-            gone = s.execute(delete(TeamMember).where(TeamMember.team_id == t.id,
-                                                      TeamMember.user_id == u.id)).rowcount
+            gone = s.connection().execute(delete(TeamMember).where(
+                TeamMember.team_id == t.id, TeamMember.user_id == u.id)).rowcount
             if not gone:
                 raise NotFound(f"{username} is not a member of {team}")
             audit.record(s, principal or "gati-registry", "team.member.remove", team, origin,

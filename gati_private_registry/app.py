@@ -41,6 +41,8 @@ def prepare(settings: Settings) -> tuple[Services, str | None]:
     services = build_services(settings)
     migrate.upgrade(services.db.engine)
     generated = services.accounts.ensure_admin()
+    # every approved version is signed from the first start on
+    services.keys.ensure()
     return services, generated
 
 

@@ -83,6 +83,14 @@ class ApprovalSettings:
 
 
 @dataclass(frozen=True)
+class SigningSettings:
+    #: encrypts the private keys in ``<data>/keys`` (empty: stored unencrypted, mode 0600)
+    passphrase: str = ""
+    #: days a new key pair signs before it expires; 0 = until rotated
+    key_validity_days: int = 0
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     #: run the delivery worker in the server processes (one holds the lease at a time)
     enabled: bool = True
@@ -130,6 +138,7 @@ class Settings:
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    signing: SigningSettings = field(default_factory=SigningSettings)
 
     @property
     def database_url(self) -> str:

@@ -226,5 +226,110 @@ def team_list(ctx: click.Context, data: Path | None) -> None:
         click.echo(f"{info.name}\t{','.join(info.members)}")
 
 
+@main.group()
+def keys() -> None:
+    """The organisation's signing keys (Ed25519, plus ECDSA P-256 for npm)."""
+
+
+def _keys_services(ctx: click.Context, data: Path | None) -> Any:
+    from ..app import prepare
+
+    return prepare(_settings(ctx, data=data))[0]
+
+
+def _resign(services: Any) -> None:
+    missing, total = services.keys.pending_count()
+    if missing:
+        click.echo(f"signing {missing} of {total} approved versions with the new keys", err=True)
+
+    def progress(done: int, _total: int) -> None:
+        click.echo(f"  signed {done}/{missing}", err=True)
+
+    signed = services.keys.resign(progress=progress)
+    click.echo(f"{signed} versions signed; every approved version carries the active "
+               f"signatures" if signed or not missing else "nothing to sign", err=True)
+
+
+@keys.command("list")
+@data_option
+@click.pass_context
+def keys_list(ctx: click.Context, data: Path | None) -> None:
+    """One line per key: keyid, algorithm, state, valid from/until, fingerprint."""
+    services = _keys_services(ctx, data)
+    try:
+        for k in services.keys.all():
+            state = ("revoked" if k.revoked_at else "active" if k.active else "retired")
+            until = k.expires_at.isoformat() if k.expires_at else "-"
+            click.echo(f"{k.keyid}\t{k.algorithm}\t{state}\t{k.valid_from.isoformat()}\t"
+                       f"{until}\t{k.fingerprint}")
+    finally:
+        services.close()
+
+
+@keys.command("create")
+@data_option
+@click.pass_context
+def keys_create(ctx: click.Context, data: Path | None) -> None:
+    """Make the first key pair (the server also does this on first start) and sign
+    every approved version."""
+    services = _keys_services(ctx, data)
+    try:
+        info = services.keys.create(None)
+        click.echo(f"created key pair {info.pair}", err=True)
+        _resign(services)
+    except RegistryError as exc:
+        _fail(exc)
+    finally:
+        services.close()
+
+
+@keys.command("rotate")
+@data_option
+@click.pass_context
+def keys_rotate(ctx: click.Context, data: Path | None) -> None:
+    """Make a new active pair, retire the old one (it stays published, and its
+    signatures valid, until revoked) and re-sign every approved version. Interrupted?
+    Run ``keys resign`` to finish."""
+    services = _keys_services(ctx, data)
+    try:
+        info = services.keys.rotate(None)
+        click.echo(f"rotated: key pair {info.pair} is active", err=True)
+        _resign(services)
+    except RegistryError as exc:
+        _fail(exc)
+    finally:
+        services.close()
+
+
+@keys.command("resign")
+@data_option
+@click.pass_context
+def keys_resign(ctx: click.Context, data: Path | None) -> None:
+    """Sign what the active pair has not signed yet (resumes an interrupted rotate)."""
+    services = _keys_services(ctx, data)
+    try:
+        _resign(services)
+    finally:
+        services.close()
+
+
+@keys.command("revoke")
+@click.argument("keyid")
+@click.option("--reason", required=True, help="Why (kept in the audit log and shown to clients).")
+@data_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, keyid: str, reason: str, data: Path | None) -> None:
+    """Revoke a retired key pair (give either key id): its signatures leave every
+    packument and clients refuse them."""
+    services = _keys_services(ctx, data)
+    try:
+        ids = services.keys.revoke(None, keyid, reason)
+        click.echo("revoked " + ", ".join(ids), err=True)
+    except RegistryError as exc:
+        _fail(exc)
+    finally:
+        services.close()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -7,13 +7,16 @@ from ..settings import Settings
 from ..storage.blobs import BlobStore, FileBlobStore
 from ..storage.changes import Generation
 from ..storage.db import Database, make_engine
+from ..storage.keyfiles import KeyFiles
 from .accounts import AccountService
 from .approvals import ApprovalService
 from .held import HeldVersions
 from .packages import PackageService
 from .packuments import PackumentCache
+from .plugin_admin import PluginAdminService
 from .plugins import PluginHost
 from .publish import PublishService
+from .signing import KeyService
 from .teams import TeamService
 
 
@@ -29,8 +32,10 @@ class Services:
     packuments: PackumentCache
     plugins: PluginHost
     approvals: ApprovalService
+    plugin_admin: PluginAdminService
     teams: TeamService
     held: HeldVersions
+    keys: KeyService
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -67,9 +72,10 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     store = blobs or FileBlobStore(settings.blob_dir)
     host = plugins or PluginHost(blocked=settings.plugins.blocked)
     teams = TeamService(db)
-    approvals = ApprovalService(db, host, settings.approvals, teams)
+    keys = KeyService(settings.signing, db, KeyFiles(settings.data / "keys"))
+    approvals = ApprovalService(db, host, settings.approvals, teams, sign=keys.sign_version)
     publish = PublishService(settings, db, store, host, approvals.plugin_configs,
-                             approvals.existing_names)
+                             approvals.existing_names, sign=keys.sign_version)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
         accounts=AccountService(settings, db, auth_generation),
@@ -78,6 +84,8 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         packuments=PackumentCache(db, generation.value),
         plugins=host,
         approvals=approvals,
+        plugin_admin=PluginAdminService(db, host),
         teams=teams,
         held=HeldVersions(db, generation.value),
+        keys=keys,
     )

@@ -18,7 +18,7 @@ from . import audit, packuments
 from .approvals_records import record_transition
 from ..settings import ApprovalSettings
 from .plugins import PluginHost, RecordedVote, policy_for
-from .publish import now
+from .publish import SignVersion, now
 from .teams import TeamService
 
 ACTIONS = {"approve": VersionState.APPROVED, "reject": VersionState.REJECTED,
@@ -53,8 +53,9 @@ class ApprovalItem:
 
 class ApprovalService:
     def __init__(self, db: Database, plugins: PluginHost, settings: ApprovalSettings,
-                 teams: TeamService) -> None:
+                 teams: TeamService, sign: SignVersion | None = None) -> None:
         self.db = db
+        self._sign = sign
         self.plugins = plugins
         self.settings = settings
         self.teams = teams
@@ -186,7 +187,7 @@ class ApprovalService:
             pkg = packuments.lock_package_row(s, name)
             if pkg is None:
                 raise NotFound(f"no package {name}")
-            row = s.execute(select(Version.id, Version.state).where(
+            row = s.execute(select(Version.id, Version.state, Version.integrity).where(
                 Version.package_id == pkg.id, Version.version == version,
                 Version.unpublished_at.is_(None))).first()
             if row is None:
@@ -201,11 +202,14 @@ class ApprovalService:
             s.execute(update(Version).where(Version.id == row.id).values(
                 state=target.value, state_changed_at=t,
                 state_reason=reason or f"{target.value} by {principal.username}"))
+            if target is VersionState.APPROVED and self._sign is not None:
+                self._sign(s, row.id, name, version, row.integrity)
             record_transition(s.connection(), row.id, current.value, target.value,
                               principal.username, reason, t)
             packuments.render(s, packuments.touch(s, pkg))
             changes.append(s, "version.state", package=name, version=version,
-                           old=current.value, new=target.value)
+                           old=current.value, new=target.value, actor=principal.username,
+                           reason=reason)
             audit.record(s, principal, f"version.{action}", f"{name}@{version}", origin,
                          old=current.value, new=target.value, reason=reason)
         self.plugins.state_changed(hooks.StateChange(name, version, current.value, target.value,

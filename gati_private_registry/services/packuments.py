@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from ..domain import VersionState, tarball_filename
 from ..storage.db import Database
-from ..storage.models import DistTag, Maintainer, Package, Packument, User, Version
+from ..storage.models import (DistTag, Maintainer, Package, Packument, SigningKey, User, Version,
+                              VersionSignature)
 from .validation import highest_version, version_sort_key
 
 BASE_MARKER = "\u0000GATI-BASE\u0000"
@@ -51,13 +52,25 @@ def tarball_path(name: str, version: str) -> str:
     return f"{name}/-/{tarball_filename(name, version)}"
 
 
-def _dist(v: Any, name: str) -> dict[str, Any]:
-    return {"integrity": v.integrity, "shasum": v.shasum,
-            "tarball": f"{BASE_MARKER}/npm/{tarball_path(name, v.version)}",
-            "fileCount": v.file_count, "unpackedSize": v.unpacked_size}
+def _dist(v: Any, name: str, signatures: list[Any] | None = None) -> dict[str, Any]:
+    dist: dict[str, Any] = {"integrity": v.integrity, "shasum": v.shasum,
+                            "tarball": f"{BASE_MARKER}/npm/{tarball_path(name, v.version)}",
+                            "fileCount": v.file_count, "unpackedSize": v.unpacked_size}
+    if signatures:
+        # npm verifies every entry of `signatures` with Node's ECDSA verifier and aborts
+        # on a key it cannot use, so only the P-256 ones go there; the organisation's
+        # Ed25519 signatures, for the gati client, have their own field
+        npm_sigs = [{"keyid": s.keyid, "sig": s.sig} for s in signatures if s.algorithm == "ecdsa-p256"]
+        org_sigs = [{"keyid": s.keyid, "sig": s.sig} for s in signatures if s.algorithm == "ed25519"]
+        if npm_sigs:
+            dist["signatures"] = npm_sigs
+        if org_sigs:
+            dist["gatiSignatures"] = org_sigs
+    return dist
 
 
-def version_document(v: Any, name: str, publisher: Any) -> dict[str, Any]:
+def version_document(v: Any, name: str, publisher: Any,
+                     signatures: list[Any] | None = None) -> dict[str, Any]:
     """The manifest of one version as served in the full packument."""
     doc = dict(v.manifest)
     doc["name"] = name
@@ -69,7 +82,7 @@ def version_document(v: Any, name: str, publisher: Any) -> dict[str, Any]:
         doc["deprecated"] = v.deprecated
     else:
         doc.pop("deprecated", None)
-    doc["dist"] = _dist(v, name)
+    doc["dist"] = _dist(v, name, signatures)
     return doc
 
 
@@ -98,11 +111,17 @@ _TOUCH = update(Package).where(Package.id == bindparam("pid")).values(
     rev=bindparam("b_rev"), modified_at=bindparam("b_modified_at"))
 _TOUCH_TEXT = _TOUCH.values(description=bindparam("b_description"), readme=bindparam("b_readme"),
                             readme_filename=bindparam("b_readme_filename"))
-_VERSIONS = select(Version.version, Version.manifest, Version.publisher_id,
+_VERSIONS = select(Version.id, Version.version, Version.manifest, Version.publisher_id,
                    Version.deprecated, Version.integrity, Version.shasum,
                    Version.file_count, Version.unpacked_size, Version.published_at).where(
     Version.package_id == bindparam("pid"), Version.state == VersionState.APPROVED.value,
     Version.unpublished_at.is_(None))
+_SIGNATURES = (select(VersionSignature.version_id, VersionSignature.keyid, VersionSignature.sig,
+                      SigningKey.algorithm)
+               .join(SigningKey, SigningKey.keyid == VersionSignature.keyid)
+               .join(Version, Version.id == VersionSignature.version_id)
+               .where(Version.package_id == bindparam("pid"), SigningKey.revoked_at.is_(None))
+               .order_by(VersionSignature.created_at, VersionSignature.keyid))
 _MAINTAINERS = select(Maintainer.user_id).where(Maintainer.package_id == bindparam("pid"))
 _USERS = select(User.id, User.username, User.email).where(
     User.id.in_(bindparam("ids", expanding=True)))
@@ -170,8 +189,11 @@ def render(session: Session, package: PackageRow, *, maintainers: list[int] | No
                                 "modified": iso(package.modified_at)}
     full_versions: dict[str, Any] = {}
     abbrev_versions: dict[str, Any] = {}
+    signatures: dict[int, list[Any]] = {}
+    for sig in conn.execute(_SIGNATURES, {"pid": package.id}):
+        signatures.setdefault(sig.version_id, []).append(sig)
     for v in versions:
-        doc = version_document(v, name, users.get(v.publisher_id or -1))
+        doc = version_document(v, name, users.get(v.publisher_id or -1), signatures.get(v.id))
         full_versions[v.version] = doc
         abbrev_versions[v.version] = {k: doc[k] for k in ABBREVIATED_FIELDS if k in doc}
         time_map[v.version] = iso(v.published_at)

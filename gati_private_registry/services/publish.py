@@ -33,6 +33,10 @@ from .validation import (TarballInfo, check_gati_module, check_manifest_agreemen
 
 log = logging.getLogger(__name__)
 
+#: signs an approved version inside the caller's transaction:
+#: (session, version id, name, version, integrity)
+SignVersion = Callable[[Session, int, str, str, str], None]
+
 #: publish-body keys that describe the transport, not the package
 _TRANSPORT_KEYS = {"_attachments", "_rev", "dist", "_npmUser", "_nodeVersion", "_npmVersion",
                    "readme", "readmeFilename", "_id", "_resolved", "_integrity", "_from",
@@ -96,8 +100,10 @@ def upsert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
 class PublishService:
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore,
                  plugins: PluginHost, approvals_config: Callable[[], tuple[dict[str, dict[str, Any]], set[str]]],
-                 existing_names: Callable[[], frozenset[str]]) -> None:
+                 existing_names: Callable[[], frozenset[str]],
+                 sign: SignVersion | None = None) -> None:
         self.settings = settings
+        self._sign = sign
         self.db = db
         self.blobs = blobs
         self.plugins = plugins
@@ -283,6 +289,8 @@ class PublishService:
                     "stage_id": stage_id, "tag": cand.tag})
                 version_id = inserted.inserted_primary_key[0]  # type: ignore[index]
                 record_votes(conn, version_id, votes, t)
+                if state is VersionState.APPROVED and self._sign is not None:
+                    self._sign(s, version_id, cand.name, cand.version, cand.integrity)
                 record_transition(conn, version_id, None, state.value, principal.username,
                                   reason, t)
                 if principal.user_id not in maintainers:

@@ -315,3 +315,42 @@ class WorkerLease(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     #: the last changes-feed ``seq`` this job has handled
     cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SigningKey(Base):
+    """A public key the registry signs with. Keys come in pairs made together (one
+    Ed25519 organisation key, one ECDSA P-256 key for npm's ``dist.signatures``) and are
+    rotated and revoked together; private halves live in ``<data>/keys``."""
+
+    __tablename__ = "signing_keys"
+
+    #: npm's form: ``SHA256:`` + unpadded base64 of sha256(DER SubjectPublicKeyInfo)
+    keyid: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: ``ed25519`` or ``ecdsa-p256``
+    algorithm: Mapped[str] = mapped_column(String(32))
+    #: base64 DER SubjectPublicKeyInfo
+    public_key: Mapped[str] = mapped_column(Text)
+    #: the pair this key was made with (both halves share it)
+    pair: Mapped[str] = mapped_column(String(36), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: end of the validity window: set when the key is rotated out or reaches its age
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_reason: Mapped[str] = mapped_column(Text, default="")
+    #: signs new approvals (one pair at a time)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class VersionSignature(Base):
+    """One key's signature over ``name@version:integrity`` of an approved version."""
+
+    __tablename__ = "version_signatures"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    keyid: Mapped[str] = mapped_column(ForeignKey("signing_keys.keyid", ondelete="CASCADE"),
+                                       primary_key=True, index=True)
+    #: base64 signature (raw 64 bytes for Ed25519, DER for ECDSA)
+    sig: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

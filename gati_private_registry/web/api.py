@@ -66,3 +66,18 @@ def decide(rest: str) -> Response:
     state = _services().approvals.decide(_who(), name, version, action, reason,
                                          auth.origin(request.environ, _services().settings))
     return _json({"name": name, "version": version, "state": state.value})
+
+
+@bp.route("/keys")
+def keys() -> Response:
+    """The organisation's public keys (both algorithms), with validity and revocation.
+    Public: no token needed, so a client can pin them before it signs in."""
+    return _json({"keys": [{
+        "keyid": k.keyid, "algorithm": k.algorithm, "key": k.public_key,
+        "fingerprint": k.fingerprint, "pair": k.pair, "active": k.active,
+        "valid_from": iso(k.valid_from),
+        "valid_until": iso(k.expires_at) if k.expires_at else None,
+        "revoked": k.revoked_at is not None,
+        "revoked_at": iso(k.revoked_at) if k.revoked_at else None,
+        "revoked_reason": k.revoked_reason or None,
+    } for k in _services().keys.all()]})

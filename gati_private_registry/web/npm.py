@@ -368,6 +368,21 @@ def h_stage_reject(route: NpmRoute) -> Response:
     return Response(status=204)
 
 
+def h_keys(route: NpmRoute) -> Response:
+    # Public keys are public: served without a token, like registry.npmjs.org does.
+    # A revoked key stays listed, expiring where it began, so a stale copy of one of
+    # its signatures fails loudly instead of passing.
+    keys = []
+    for k in _services().keys.all():
+        if k.algorithm != "ecdsa-p256":
+            continue
+        expires = k.valid_from if k.revoked_at is not None else k.expires_at
+        keys.append({"expires": iso(expires) if expires else None, "keyid": k.keyid,
+                     "keytype": "ecdsa-sha2-nistp256", "scheme": "ecdsa-sha2-nistp256",
+                     "key": k.public_key})
+    return _json({"keys": keys})
+
+
 def h_visibility(route: NpmRoute) -> Response:
     return _json({"public": False})
 
@@ -390,6 +405,7 @@ _HANDLERS: dict[tuple[str, str], Callable[[NpmRoute], Response]] = {
     ("dist_tag", "DELETE"): h_dist_tag_delete,
     ("audit", "POST"): h_audit,
     ("visibility", "GET"): h_visibility,
+    ("keys", "GET"): h_keys,
     ("stage_publish", "POST"): h_stage_publish,
     ("stage_list", "GET"): h_stage_list,
     ("stage_item", "GET"): h_stage_view,

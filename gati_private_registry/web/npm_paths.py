@@ -37,6 +37,8 @@ def parse_path(path: str) -> NpmRoute | None:
             return NpmRoute("couch_user", name=rest[1][len("org.couchdb.user:"):])
         if len(rest) >= 3 and rest[:2] == ["user", "token"]:
             return NpmRoute("logout", arg="/".join(rest[2:]))
+        if rest == ["npm", "v1", "keys"]:
+            return NpmRoute("keys")
         if rest == ["npm", "v1", "tokens"]:
             return NpmRoute("tokens")
         if len(rest) >= 5 and rest[:4] == ["npm", "v1", "tokens", "token"]:

@@ -189,3 +189,9 @@ def approval_review(name: str, version: str) -> ResponseReturnValue:
 def my_versions() -> ResponseReturnValue:
     return render_template("approvals/my_versions.html",
                            versions=review.own_versions(_services().db, g.user.id))
+
+
+@bp.route("/keys")
+def keys() -> ResponseReturnValue:
+    """The signing keys with their fingerprints; public, like the keys themselves."""
+    return render_template("keys.html", keys=_services().keys.all())

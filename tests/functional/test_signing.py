@@ -253,3 +253,18 @@ def test_keys_commands(settings: Settings, registry: Registry) -> None:
     # what the CLI signed, the running service's packument shows
     registry.services.keys._signer = None
     assert len(dist(registry, "cli-signed", "1.0.0")["signatures"]) == 1
+
+
+def test_keys_page_shows_fingerprints_to_anyone(registry: Registry) -> None:
+    keys = registry.services.keys
+    keys.rotate(None)
+    old = next(k for k in keys.all() if not k.active)
+    keys.revoke(None, old.keyid, "drill <b>now</b>")
+    page = registry.client.get("/keys")
+    assert page.status_code == 200
+    html = page.text
+    for k in keys.all():
+        assert k.fingerprint in html and k.keyid in html
+    assert html.count('class="key-active"') == 2 and html.count('class="key-revoked"') == 2
+    assert "drill &lt;b&gt;now&lt;/b&gt;" in html   # escaped
+    assert signing.fingerprint(base64.b64decode(old.public_key)) == old.fingerprint

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from .. import hooks
 from ..domain import Origin, Principal, Role, Scope, VersionState
@@ -18,7 +18,7 @@ from . import audit, packuments
 from .approvals_records import record_transition
 from ..settings import ApprovalSettings
 from .plugins import PluginHost, RecordedVote, policy_for
-from .publish import SignVersion, now
+from .publish import SignVersion, apply_tag, now
 from .teams import TeamService
 
 ACTIONS = {"approve": VersionState.APPROVED, "reject": VersionState.REJECTED,
@@ -102,21 +102,13 @@ class ApprovalService:
         return (f"{name} has versions that are not approved for installs: {held}. "
                 f"Ask an approver to review them in the registry's approvals queue.")
 
-    def queue(self, principal: Principal, state: str | None = "pending", *,
-              package: str | None = None, stage_id: str | None = None) -> list[ApprovalItem]:
-        """Versions in ``state`` (all states when None). Approvers and admins see all;
-        publishers see their own. Raises :class:`ValidationFailed` for an unknown state."""
+    def _filter(self, q: Any, principal: Principal, state: str | None, package: str | None,
+                stage_id: str | None) -> Any:
         if state is not None and state not in {s.value for s in VersionState}:
             raise ValidationFailed("unknown state", details=[FieldError(
                 "state", f"must be one of {', '.join(s.value for s in VersionState)}")])
-        q = (select(Version.id, Package.name, Version.version, Version.state,
-                    Version.state_reason, User.username, Version.published_at,
-                    Version.stage_id, Version.tag, Version.shasum, Version.blob_digest,
-                    Version.size)
-             .join(Package, Package.id == Version.package_id)
-             .outerjoin(User, User.id == Version.publisher_id)
-             .where(Version.unpublished_at.is_(None))
-             .order_by(Version.published_at, Version.id))
+        q = q.join(Package, Package.id == Version.package_id).where(
+            Version.unpublished_at.is_(None))
         if state is not None:
             q = q.where(Version.state == state)
         if package is not None:
@@ -125,8 +117,32 @@ class ApprovalService:
             q = q.where(Version.stage_id == stage_id)
         if not principal.can(Scope.APPROVE):
             q = q.where(Version.publisher_id == principal.user_id)
+        return q
+
+    def count(self, principal: Principal, state: str | None = "pending", *,
+              package: str | None = None) -> int:
+        """How many versions :meth:`queue` would list without a limit."""
+        q = self._filter(select(func.count()).select_from(Version), principal, state,
+                         package, None)
         with self.db.read() as s:
-            rows = s.execute(q.limit(1000)).all()
+            return int(s.scalar(q) or 0)
+
+    def queue(self, principal: Principal, state: str | None = "pending", *,
+              package: str | None = None, stage_id: str | None = None,
+              offset: int = 0, limit: int = 1000) -> list[ApprovalItem]:
+        """Versions in ``state`` (all states when None), oldest first, ``limit`` from
+        ``offset``. Approvers and admins see all; publishers see their own. Raises
+        :class:`ValidationFailed` for an unknown state."""
+        q = self._filter(
+            select(Version.id, Package.name, Version.version, Version.state,
+                   Version.state_reason, User.username, Version.published_at,
+                   Version.stage_id, Version.tag, Version.shasum, Version.blob_digest,
+                   Version.size)
+            .select_from(Version), principal, state, package, stage_id)
+        q = (q.outerjoin(User, User.id == Version.publisher_id)
+             .order_by(Version.published_at, Version.id).offset(offset).limit(limit))
+        with self.db.read() as s:
+            rows = s.execute(q).all()
             ids = [r.id for r in rows]
             votes: dict[int, list[RecordedVote]] = {}
             if ids:
@@ -187,7 +203,7 @@ class ApprovalService:
             pkg = packuments.lock_package_row(s, name)
             if pkg is None:
                 raise NotFound(f"no package {name}")
-            row = s.execute(select(Version.id, Version.state, Version.integrity).where(
+            row = s.execute(select(Version.id, Version.state, Version.integrity, Version.tag).where(
                 Version.package_id == pkg.id, Version.version == version,
                 Version.unpublished_at.is_(None))).first()
             if row is None:
@@ -202,8 +218,15 @@ class ApprovalService:
             s.execute(update(Version).where(Version.id == row.id).values(
                 state=target.value, state_changed_at=t,
                 state_reason=reason or f"{target.value} by {principal.username}"))
-            if target is VersionState.APPROVED and self._sign is not None:
-                self._sign(s, row.id, name, version, row.integrity)
+            if target is VersionState.APPROVED:
+                if self._sign is not None:
+                    self._sign(s, row.id, name, version, row.integrity)
+                # the dist-tag the publisher asked for moves now, not at publish
+                approved = set(s.scalars(select(Version.version).where(
+                    Version.package_id == pkg.id, Version.unpublished_at.is_(None),
+                    Version.state == VersionState.APPROVED.value)))
+                apply_tag(s.connection(), pkg.id, packuments.dist_tags(s, pkg.id), row.tag,
+                          version, approved)
             record_transition(s.connection(), row.id, current.value, target.value,
                               principal.username, reason, t)
             packuments.render(s, packuments.touch(s, pkg))

@@ -29,7 +29,8 @@ from .approvals_records import record_transition, record_votes, tarball_reader
 from .plugins import PluginHost, RecordedVote, decide, mode_for
 from .packuments import PackageRow
 from .validation import (TarballInfo, check_gati_module, check_manifest_agreement,
-                         inspect_tarball, is_valid_tag, parse_version, validate_package_name)
+                         inspect_tarball, is_valid_tag, parse_version, validate_package_name,
+                         version_sort_key)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,29 @@ def now() -> datetime:
 _IGNORE_DUPLICATE = {
     dialect: {model: insert_(model).on_conflict_do_nothing() for model in (Package, Blob)}
     for dialect, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))}
+
+
+def apply_tag(conn: Any, package_id: int, tags: dict[str, str], tag: str, version: str,
+              approved: set[str] | None = None) -> None:
+    """Point ``tag`` (and ``latest``, when the package has none yet) at ``version``,
+    updating ``tags`` in place. With ``approved`` (the versions installs can get), a tag
+    already on a higher approved version stays there: a version approved late does not
+    take ``latest`` back from a newer one."""
+    new_tags = {tag: version}
+    if "latest" not in tags or (approved is not None and tags["latest"] not in approved):
+        new_tags.setdefault("latest", version)
+    for name, target in new_tags.items():
+        current = tags.get(name)
+        if approved is not None and current in approved and current is not None and \
+                version_sort_key(current) > version_sort_key(target):
+            continue
+        if current is not None:
+            conn.execute(_UPDATE_TAG, {"b_package_id": package_id, "b_tag": name,
+                                       "b_version": target})
+        else:
+            conn.execute(_INSERT_TAG, {"package_id": package_id, "tag": name,
+                                       "version": target})
+        tags[name] = target
 
 
 def upsert_ignore(session: Session, model: Any, values: dict[str, Any]) -> None:
@@ -298,17 +322,10 @@ class PublishService:
                                                       "user_id": principal.user_id})
                     maintainers.append(principal.user_id)
                 tags = packuments.dist_tags(s, pkg.id)
-                new_tags = {cand.tag: cand.version}
-                if "latest" not in tags:
-                    new_tags.setdefault("latest", cand.version)
-                for tag, version in new_tags.items():
-                    if tag in tags:
-                        conn.execute(_UPDATE_TAG, {"b_package_id": pkg.id, "b_tag": tag,
-                                                   "b_version": version})
-                    else:
-                        conn.execute(_INSERT_TAG, {"package_id": pkg.id, "tag": tag,
-                                                   "version": version})
-                    tags[tag] = version
+                # a held version moves no tag: installs keep what they had until it is
+                # approved (then ApprovalService applies the tag it asked for)
+                if state is VersionState.APPROVED:
+                    apply_tag(conn, pkg.id, tags, cand.tag, cand.version)
                 pkg = packuments.touch(
                     s, pkg,
                     description=str(cand.manifest.get("description") or pkg.description or ""),

@@ -42,10 +42,20 @@ def _item(item: Any) -> dict[str, Any]:
 
 @bp.route("/approvals")
 def approvals() -> Response:
-    """The queue: ``?state=pending`` (default), any state, or ``all``."""
+    """The queue: ``?state=pending`` (default), any state, or ``all``; paged with
+    ``?offset=`` and ``?limit=`` (at most 1000); ``total`` counts every match."""
     state = request.args.get("state", "pending")
-    items = _services().approvals.queue(_who(), None if state == "all" else state)
-    return _json({"items": [_item(i) for i in items], "total": len(items)})
+    try:
+        offset = max(0, int(request.args.get("offset", 0)))
+        limit = max(1, min(1000, int(request.args.get("limit", 100))))
+    except ValueError:
+        raise ValidationFailed("offset and limit must be numbers",
+                               details=[FieldError("offset", "not a number")]) from None
+    who, approvals = _who(), _services().approvals
+    wanted = None if state == "all" else state
+    items = approvals.queue(who, wanted, offset=offset, limit=limit)
+    return _json({"items": [_item(i) for i in items], "total": approvals.count(who, wanted),
+                  "offset": offset, "limit": limit})
 
 
 @bp.route("/modules/<path:rest>", methods=["POST"])

@@ -330,10 +330,12 @@ def h_stage_list(route: NpmRoute) -> Response:
     except ValueError:
         raise ValidationFailed("page and perPage must be numbers",
                                details=[FieldError("page", "not a number")]) from None
-    items = _services().approvals.queue(who, "pending", package=request.args.get("package") or None)
-    chunk = items[page * per_page:(page + 1) * per_page]
+    approvals, package = _services().approvals, request.args.get("package") or None
+    chunk = approvals.queue(who, "pending", package=package, offset=page * per_page,
+                            limit=per_page)
     # clients page until they hold `total` items or get a short page
-    return _json({"items": [_stage_json(i) for i in chunk], "total": len(items)})
+    return _json({"items": [_stage_json(i) for i in chunk],
+                  "total": approvals.count(who, "pending", package=package)})
 
 
 def h_stage_view(route: NpmRoute) -> Response:
@@ -365,7 +367,9 @@ def h_stage_reject(route: NpmRoute) -> Response:
     who = _who()
     assert who is not None
     _services().approvals.decide_staged(who, route.arg, "reject", _origin())
-    return Response(status=204)
+    resp = Response(status=204)
+    del resp.headers["Content-Type"]  # no body, so no type (Flask would say text/html)
+    return resp
 
 
 def h_keys(route: NpmRoute) -> Response:

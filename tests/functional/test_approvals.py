@@ -191,3 +191,41 @@ def test_stage_endpoints_refuse_bad_input(registry: Registry) -> None:
                                    headers=registry.headers(registry.token()))
     assert refused.status_code == 400 and "stageId" not in refused.json
     assert registry.client.get("/npm/-/stage", headers=h).json["total"] == 1
+
+
+def test_held_versions_move_no_tags_until_approved(registry: Registry) -> None:
+    approver = registry.token("admin", "approve")
+    for version in ("1.0.0", "2.0.0"):
+        registry.publish(ModuleSpec("tagged", version))
+    approve_via_api(registry, "tagged", "1.0.0", "approve", approver)
+    assert registry.doc("tagged")["dist-tags"] == {"latest": "1.0.0"}
+    # 1.1.0 asks for latest, 3.0.0-beta.1 for next: nothing moves while they wait
+    registry.publish(ModuleSpec("tagged", "1.1.0"))
+    registry.publish(ModuleSpec("tagged", "3.0.0-beta.1"), tag="next")
+    assert registry.doc("tagged")["dist-tags"] == {"latest": "1.0.0"}
+    with registry.services.db.read() as s:
+        from gati_private_registry.storage.models import DistTag
+        assert {t.tag: t.version for t in s.scalars(select(DistTag))} == {"latest": "1.0.0"}
+    # a rejection leaves them where they were
+    approve_via_api(registry, "tagged", "1.1.0", "reject", approver, reason="no")
+    assert registry.doc("tagged")["dist-tags"] == {"latest": "1.0.0"}
+    # approval applies the requested tag
+    approve_via_api(registry, "tagged", "3.0.0-beta.1", "approve", approver)
+    assert registry.doc("tagged")["dist-tags"] == {"latest": "1.0.0", "next": "3.0.0-beta.1"}
+    approve_via_api(registry, "tagged", "2.0.0", "approve", approver)
+    assert registry.doc("tagged")["dist-tags"]["latest"] == "2.0.0"
+    # a version approved late does not take latest back from a newer one
+    registry.publish(ModuleSpec("tagged", "1.5.0"))
+    approve_via_api(registry, "tagged", "1.5.0", "approve", approver)
+    assert registry.doc("tagged")["dist-tags"]["latest"] == "2.0.0"
+
+
+def test_queue_pages_in_the_database(registry: Registry) -> None:
+    approver = registry.headers(registry.token("admin", "approve"))
+    for i in range(7):
+        registry.publish(ModuleSpec(f"paged-{i}", "1.0.0"))
+    page = registry.client.get("/api/approvals?limit=3&offset=3", headers=approver).json
+    assert page["total"] == 7 and [i["name"] for i in page["items"]] == ["paged-3", "paged-4", "paged-5"]
+    assert registry.client.get("/api/approvals?limit=x", headers=approver).status_code == 400
+    staged = registry.client.get("/npm/-/stage?page=2&perPage=3", headers=approver).json
+    assert staged["total"] == 7 and [i["packageName"] for i in staged["items"]] == ["paged-6"]

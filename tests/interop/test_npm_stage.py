@@ -17,7 +17,9 @@ def test_stage_publish_list_view_download_approve_reject(registry_server, tmp_pa
     reg = registry_server
     name = "@gati-modules/it-staged"
     publisher, approver = reg.token("admin", "publish"), reg.token("admin", "approve")
-    reader = reg.token("admin", "read")
+    # someone who did not publish: npm view shows a publisher their own held versions
+    reg.add_user("rita", "reader")
+    reader = reg.token("rita", "read")
     pkg = reg.make_package(name, "1.0.0")
 
     staged = reg.npm("stage", "publish", "--json", cwd=pkg.path, token=publisher).ok()
@@ -54,9 +56,11 @@ def test_stage_publish_list_view_download_approve_reject(registry_server, tmp_pa
     reg.npm("stage", "reject", second, token=approver).ok()
     assert reg.npm("stage", "list", "--json", token=approver).ok().json() == []
     assert reg.npm("view", name, "versions", "--json", token=reader).ok().json() == ["1.0.0"]
-    # a reader may not approve, and unknown ids are 404
+    # unknown ids are 404
     third = UUID.search(reg.npm("stage", "publish", "--json", cwd=reg.make_package(name, "1.2.0").path,
                                 token=publisher).ok().stdout).group(0)
-    assert "E403" in reg.npm("stage", "approve", third, token=reader).failed().output
+    # the publisher sees it but may not approve it; someone else does not even see it
+    assert "E403" in reg.npm("stage", "approve", third, token=publisher).failed().output
+    assert "E404" in reg.npm("stage", "approve", third, token=reader).failed().output
     assert "E404" in reg.npm("stage", "view", "00000000-0000-4000-8000-000000000000",
                              token=approver).failed().output

@@ -12,3 +12,12 @@ timeout = 120
 graceful_timeout = 30
 accesslog = None
 errorlog = "-"
+
+
+def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
+    """Start the background followers (webhook delivery) in each worker, as
+    `gati-registry serve` does; a database lease lets one of them deliver at a time."""
+    from gati_private_registry.services.webhook_worker import start_in_process
+
+    services = worker.wsgi.extensions["gati"]
+    start_in_process(services.settings, services.db, services.generation)

@@ -227,6 +227,35 @@ def team_list(ctx: click.Context, data: Path | None) -> None:
 
 
 @main.group()
+def webhooks() -> None:
+    """Webhook delivery."""
+
+
+@webhooks.command("run-once")
+@data_option
+@click.pass_context
+def webhooks_run_once(ctx: click.Context, data: Path | None) -> None:
+    """One delivery pass: queue events for new changes and send the due ones (only when
+    no running server holds the delivery lease)."""
+    from ..app import prepare
+    from ..services.webhook_worker import WebhookWorker
+
+    services, _ = prepare(_settings(ctx, data=data))
+    try:
+        worker = WebhookWorker(services.settings, services.db)
+        result = worker.run_once()
+        if result.held:
+            worker.release()  # a server may take over at once
+    finally:
+        services.close()
+    if not result.held:
+        raise click.ClickException(f"another process ({result.holder}) delivers webhooks "
+                                   "now; nothing done")
+    click.echo(f"queued {result.enqueued}, attempted {result.attempted}: delivered "
+               f"{result.delivered}, to retry {result.retrying}, failed {result.failed}")
+
+
+@main.group()
 def keys() -> None:
     """The organisation's signing keys (Ed25519, plus ECDSA P-256 for npm)."""
 

@@ -48,13 +48,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # runs in each worker after fork: every worker opens its own connections
         from ..app import create_app
+        from ..services import build_services
+        from ..services.webhook_worker import start_in_process
 
         # A thread holding the database write lock must not wait out the default 5 ms
         # GIL switch interval behind a thread that is busy validating a tarball: that
         # stretches every write transaction and serialises publishes behind it.
         sys.setswitchinterval(0.0005)
 
-        return create_app(self.settings)
+        services = build_services(self.settings)
+        app = create_app(self.settings, services)
+        # every worker runs the webhook follower; the lease lets one deliver at a time
+        start_in_process(self.settings, services.db, services.generation)
+        return app
 
 
 def run(settings: Settings) -> None:

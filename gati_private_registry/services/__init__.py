@@ -18,6 +18,7 @@ from .plugins import PluginHost
 from .publish import PublishService
 from .signing import KeyService
 from .teams import TeamService
+from .webhooks import WebhookService
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Services:
     teams: TeamService
     held: HeldVersions
     keys: KeyService
+    webhooks: WebhookService
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -88,4 +90,5 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         teams=teams,
         held=HeldVersions(db, generation.value),
         keys=keys,
+        webhooks=WebhookService(db),
     )

@@ -64,3 +64,34 @@ def test_sizes() -> None:
 def test_for_tests(tmp_path: Path) -> None:
     s = Settings.for_tests(tmp_path, anonymous_read=True)
     assert s.data == tmp_path and s.anonymous_read
+
+
+def test_approval_webhook_and_signing_sections(tmp_path: Path) -> None:
+    s = load_settings(environ={})
+    assert s.approvals.default_mode == "manual"          # secure by default
+    assert s.webhooks.enabled is True and s.webhooks.timeout == 10.0
+    assert s.signing.passphrase == "" and s.signing.key_validity_days == 0
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[approvals]\ndefault_mode = "auto"\n'
+                   '[[approvals.policies]]\npattern = "@corp/*"\nmode = "auto-if-approved"\n'
+                   'approvers = "platform"\n'
+                   '[webhooks]\ntimeout = 2.5\n[signing]\nkey_validity_days = 30\n')
+    s = load_settings(cfg, environ={"GATI_REGISTRY_SIGNING__PASSPHRASE": "from-env",
+                                    "GATI_REGISTRY_WEBHOOKS__RETRY_BASE": "0.5"})
+    assert s.approvals.default_mode == "auto"
+    [policy] = s.approvals.policies
+    assert (policy.pattern, policy.mode, policy.approvers) == ("@corp/*", "auto-if-approved", "platform")
+    assert s.webhooks.timeout == 2.5 and s.webhooks.retry_base == 0.5
+    assert s.signing.key_validity_days == 30 and s.signing.passphrase == "from-env"
+
+
+def test_bad_approval_and_webhook_values_are_reported() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        Settings.for_tests(Path("/tmp/x"), approvals={
+            "default_mode": "yolo",
+            "policies": [{"pattern": "a*", "mode": "sometimes"}, {"mode": "auto"},
+                         {"pattern": "b*", "approvers": ["x"]}]},
+            webhooks={"timeout": "soon"})
+    fields = {d.field for d in err.value.details}
+    assert fields == {"approvals.default_mode", "approvals.policies[0].mode",
+                      "approvals.policies[1]", "approvals.policies[2].approvers", "webhooks.timeout"}

@@ -236,5 +236,6 @@ class ApprovalService:
             audit.record(s, principal, f"version.{action}", f"{name}@{version}", origin,
                          old=current.value, new=target.value, reason=reason)
         self.plugins.state_changed(hooks.StateChange(name, version, current.value, target.value,
-                                                     principal.username, reason))
+                                                     principal.username, reason),
+                                   disabled=self.plugin_configs()[1])
         return target

@@ -93,8 +93,12 @@ class PluginHost:
             votes.append(RecordedVote(name, hooks.Decision(vote.decision), tuple(vote.reasons)))
         return votes
 
-    def state_changed(self, change: hooks.StateChange) -> None:
+    def state_changed(self, change: hooks.StateChange, disabled: Iterable[str] = ()) -> None:
+        """Tell every enabled plugin; a plugin's failure is logged, never raised."""
+        skip = set(disabled)
         for impl in self.pm.hook.gati_registry_version_state_changed.get_hookimpls():
+            if impl.plugin_name in skip:
+                continue
             try:
                 impl.function(change=change)
             except Exception:  # notifications must not undo a committed decision

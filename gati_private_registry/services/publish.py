@@ -262,7 +262,8 @@ class PublishService:
                 self._drop_unreferenced_blob(digest)
             raise
         self.plugins.state_changed(hooks.StateChange(cand.name, cand.version, None,
-                                                     state.value, principal.username, reason))
+                                                     state.value, principal.username, reason),
+                                   disabled=self._approvals_config()[1])
         return result
 
     def _drop_unreferenced_blob(self, digest: str) -> None:

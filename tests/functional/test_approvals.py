@@ -229,3 +229,17 @@ def test_queue_pages_in_the_database(registry: Registry) -> None:
     assert registry.client.get("/api/approvals?limit=x", headers=approver).status_code == 400
     staged = registry.client.get("/npm/-/stage?page=2&perPage=3", headers=approver).json
     assert staged["total"] == 7 and [i["packageName"] for i in staged["items"]] == ["paged-6"]
+
+
+def test_a_disabled_plugin_hears_nothing(registry: Registry, recorder: Recorder) -> None:
+    admin = registry.headers(registry.token("admin", "admin"))
+    assert registry.client.patch("/api/plugins/recorder", json={"enabled": False},
+                                 headers=admin).status_code == 200
+    registry.publish(ModuleSpec("unheard", "1.0.0"))
+    approve_via_api(registry, "unheard", "1.0.0", "approve", registry.token("admin", "approve"))
+    assert recorder.seen == [] and recorder.changes == []
+    assert registry.client.patch("/api/plugins/recorder", json={"enabled": True},
+                                 headers=admin).status_code == 200
+    approve_via_api(registry, "unheard", "1.0.0", "quarantine", registry.token("admin", "approve"),
+                    reason="heard again")
+    assert [(c.old_state, c.new_state) for c in recorder.changes] == [("approved", "quarantined")]

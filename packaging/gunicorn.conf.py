@@ -15,9 +15,8 @@ errorlog = "-"
 
 
 def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
-    """Start the background followers (webhook delivery) in each worker, as
-    `gati-registry serve` does; a database lease lets one of them deliver at a time."""
-    from gati_private_registry.services.webhook_worker import start_in_process
+    """Start the background followers (webhook delivery, re-signing) in each worker, as
+    `gati-registry serve` does; a lease per job lets one of them work at a time."""
+    from gati_private_registry.services.background import start_background
 
-    services = worker.wsgi.extensions["gati"]
-    start_in_process(services.settings, services.db, services.generation)
+    start_background(worker.wsgi.extensions["gati"])

@@ -313,16 +313,23 @@ def keys_create(ctx: click.Context, data: Path | None) -> None:
 
 
 @keys.command("rotate")
+@click.option("--background", is_flag=True,
+              help="Leave re-signing to the running servers (they follow the changes feed).")
 @data_option
 @click.pass_context
-def keys_rotate(ctx: click.Context, data: Path | None) -> None:
+def keys_rotate(ctx: click.Context, background: bool, data: Path | None) -> None:
     """Make a new active pair, retire the old one (it stays published, and its
     signatures valid, until revoked) and re-sign every approved version. Interrupted?
-    Run ``keys resign`` to finish."""
+    The running servers finish the job, or run ``keys resign``."""
     services = _keys_services(ctx, data)
     try:
         info = services.keys.rotate(None)
         click.echo(f"rotated: key pair {info.pair} is active", err=True)
+        if background:
+            missing, total = services.keys.pending_count()
+            click.echo(f"{missing} of {total} approved versions wait for the new signatures; "
+                       f"the running servers sign them", err=True)
+            return
         _resign(services)
     except RegistryError as exc:
         _fail(exc)

@@ -49,7 +49,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # runs in each worker after fork: every worker opens its own connections
         from ..app import create_app
         from ..services import build_services
-        from ..services.webhook_worker import start_in_process
+        from ..services.background import start_background
 
         # A thread holding the database write lock must not wait out the default 5 ms
         # GIL switch interval behind a thread that is busy validating a tarball: that
@@ -58,8 +58,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
         services = build_services(self.settings)
         app = create_app(self.settings, services)
-        # every worker runs the webhook follower; the lease lets one deliver at a time
-        start_in_process(self.settings, services.db, services.generation)
+        # every worker runs the followers of the changes feed (webhooks, re-signing);
+        # a lease per job lets one of them work at a time
+        start_background(services)
         return app
 
 

@@ -17,19 +17,21 @@ import logging
 import os
 import secrets
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..settings import Settings, WebhookSettings
 from ..storage.changes import Generation
 from ..storage.db import Database
 from ..storage.models import Change, Webhook, WebhookDelivery, WorkerLease
+from .background import Runner
+from .leases import Lease
 from .packuments import iso
 from .webhook_http import USER_AGENT, Outcome, Transport, body_of, post, sign
 from .webhooks import aware
@@ -37,8 +39,6 @@ from .webhooks import aware
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "webhooks"
-#: how long a lease lasts without renewal; the holder renews when half of it is left
-LEASE = timedelta(seconds=30)
 #: changes read per transaction, and transactions per pass
 BATCH, MAX_BATCHES = 200, 50
 #: deliveries sent per pass
@@ -105,61 +105,31 @@ class WebhookWorker:
         self.db = Database(db.engine, after_commit=None, lock_path=settings.data / "write.lock")
         self.holder = (holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")[:200]
         self.transport: Transport = transport or post
-        self.current_holder = ""
+        self.lease = Lease(self.db, LEASE_NAME, self.holder, self._initial_cursor)
         self._gaps: dict[int, datetime] = {}
 
-    # -- the lease -----------------------------------------------------------------------
+    # -- the lease (see leases.py) ----------------------------------------------------
 
-    def _create_lease(self) -> None:
+    @staticmethod
+    def _initial_cursor(s: Session) -> int:
         # start where the oldest webhook starts: earlier changes go to nobody
-        try:
-            with self.db.write() as s:
-                if s.get(WorkerLease, LEASE_NAME) is not None:
-                    return
-                first = s.scalar(select(func.min(Webhook.created_at)))
-                q = select(func.max(Change.seq))
-                if first is not None:
-                    q = q.where(Change.at < first)
-                s.add(WorkerLease(name=LEASE_NAME, holder="", expires_at=None,
-                                  cursor=s.scalar(q) or 0))
-        except IntegrityError:
-            pass  # another process created it at the same moment (PostgreSQL)
+        first = s.scalar(select(func.min(Webhook.created_at)))
+        q = select(func.max(Change.seq))
+        if first is not None:
+            q = q.where(Change.at < first)
+        return s.scalar(q) or 0
+
+    @property
+    def current_holder(self) -> str:
+        return self.lease.current_holder
 
     def acquire(self, now: datetime) -> bool:
         """Take the lease when it is free or expired, or renew ours; True when held."""
-        with self.db.read() as s:
-            row = s.get(WorkerLease, LEASE_NAME)
-        if row is None:
-            self._create_lease()
-            with self.db.read() as s:
-                row = s.get(WorkerLease, LEASE_NAME)
-            assert row is not None
-        expires = aware(row.expires_at)
-        if row.holder == self.holder and expires is not None and expires - now > LEASE / 2:
-            self.current_holder = self.holder
-            return True
-        if row.holder not in ("", self.holder) and expires is not None and expires > now:
-            self.current_holder = row.holder
-            return False
-        # compare-and-set: of several processes seeing a free lease, one wins
-        with self.db.write() as s:
-            count: int = s.connection().execute(update(WorkerLease).where(
-                WorkerLease.name == LEASE_NAME,
-                or_(WorkerLease.holder == self.holder, WorkerLease.holder == "",
-                    WorkerLease.expires_at.is_(None), WorkerLease.expires_at <= now),
-            ).values(holder=self.holder, expires_at=now + LEASE)).rowcount
-        taken = count == 1
-        if taken and self.current_holder != self.holder:
-            log.info("webhook delivery runs in this process (%s)", self.holder)
-        self.current_holder = self.holder if taken else row.holder
-        return taken
+        return self.lease.acquire(now)
 
     def release(self) -> None:
         """Give the lease up (on shutdown), so another process takes over at once."""
-        with self.db.write() as s:
-            s.execute(update(WorkerLease).where(WorkerLease.name == LEASE_NAME,
-                                                WorkerLease.holder == self.holder)
-                      .values(holder="", expires_at=None))
+        self.lease.release()
 
     # -- changes → deliveries ------------------------------------------------------------
 
@@ -320,50 +290,14 @@ class WebhookWorker:
                           **self.send_due(clock))
 
 
-class WebhookRunner:
-    """The daemon thread that runs :meth:`WebhookWorker.run_once` in a server process:
-    right after each commit on this machine (the generation counter moves) and at least
-    every ``poll_interval`` seconds. It logs errors and keeps going."""
+class WebhookRunner(Runner):
+    """The daemon thread that runs :meth:`WebhookWorker.run_once` in a server process."""
 
     def __init__(self, worker: WebhookWorker, generation: Generation,
                  poll_interval: float) -> None:
+        super().__init__("gati-webhooks", worker.run_once, worker.release, generation,
+                         poll_interval)
         self.worker = worker
-        self.generation = generation
-        self.poll_interval = max(poll_interval, 0.05)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="gati-webhooks", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop, wait for the pass in progress (up to ``timeout``) and release
-        the lease. Never raises."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        try:
-            self.worker.release()
-        except Exception:  # shutting down: nothing left to do about it
-            log.exception("webhooks: could not release the lease")
-
-    def _loop(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            seen = self.generation.value()
-            try:
-                self.worker.run_once()
-                failures = 0
-            except Exception:  # a database hiccup must not end deliveries for good
-                failures += 1
-                log.exception("webhooks: pass failed (%d in a row); trying again", failures)
-            pause = self.poll_interval if not failures else min(2.0 ** failures, 30.0)
-            deadline = time.monotonic() + pause
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                if self._stop.wait(min(0.05, pause)) or \
-                        (not failures and self.generation.value() != seen):
-                    break
 
 
 def start_in_process(settings: Settings, db: Database,

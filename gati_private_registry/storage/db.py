@@ -80,6 +80,11 @@ class Database:
         self._after_commit = after_commit
         self._lock_path = lock_path
 
+    @property
+    def lock_path(self) -> Path | None:
+        """The file whose flock serialises SQLite writers (None: no lock)."""
+        return self._lock_path
+
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
         # SQLite has one writer at a time. Its own busy handler makes waiting writers

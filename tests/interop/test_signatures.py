@@ -108,3 +108,26 @@ def test_rotation_and_revocation_as_npm_sees_them(registry_server, installed):
     reg.cli("keys", "revoke", old, "--reason", "rotated out in a drill").ok()
     results = _verify(reg, installed)
     assert all(r["ok"] and r["signatures"] == 1 for r in results), results
+
+
+def test_the_running_server_resigns_after_a_background_rotation(registry_server, installed):
+    """``keys rotate --background`` leaves re-signing to the server: its follower of the
+    changes feed (a thread in the gunicorn workers) signs every module with the new pair."""
+    import time
+
+    reg = registry_server
+    out = reg.cli("keys", "rotate", "--background").ok()
+    assert "the running servers sign them" in out.output, out
+    keys = json.loads(reg.http("GET", "/api/keys").body)["keys"]
+    active = next(k["keyid"] for k in keys if k["active"] and k["algorithm"] == "ecdsa-p256")
+    token = reg.token("admin", "read")
+    deadline = time.monotonic() + 30
+    missing = set(CORPUS)
+    while missing and time.monotonic() < deadline:
+        for name in sorted(missing):
+            doc = json.loads(reg.packument(name, token).body)
+            if any(s["keyid"] == active for s in doc["versions"]["1.0.0"]["dist"]["signatures"]):
+                missing.discard(name)
+        time.sleep(0.2)
+    assert not missing, f"not re-signed by the server: {sorted(missing)}\n{reg.log_tail()}"
+    assert all(r["ok"] for r in _verify(reg, installed))

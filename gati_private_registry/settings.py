@@ -132,6 +132,10 @@ class Settings:
     #: secret for session cookies and CSRF; empty: generated and kept in the data dir
     secret_key: str = ""
     log_level: str = "INFO"
+    #: ``json`` (one object per line, with the request id) or ``text``
+    log_format: str = "json"
+    #: one log line per request (method, path, status, duration, request id)
+    access_log: bool = True
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)

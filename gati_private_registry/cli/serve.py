@@ -6,6 +6,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from .. import observability
 from ..settings import Settings
 
 
@@ -32,6 +33,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "proc_name": "gati-registry",
             "forwarded_allow_ips": "",
             "limit_request_line": 8190,
+            # a dead worker's live gauges leave the metrics (prometheus multiprocess mode)
+            "child_exit": lambda _arbiter, worker: observability.worker_exited(worker.pid),
         }
         # gunicorn >= 25 opens a control socket, by default one per user in $HOME, so
         # two registries on one machine would share it: keep it in the data directory
@@ -42,6 +45,18 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 options["control_socket"] = str(ctl)
             else:
                 options["control_socket_disable"] = True
+        if s.log_format == "json":
+            # gunicorn's own lines (start, workers, errors) in the same JSON format
+            options["logconfig_dict"] = {
+                "version": 1, "disable_existing_loggers": False,
+                "formatters": {"json": {"()": "gati_private_registry.observability.JsonFormatter"}},
+                "handlers": {name: {"class": "logging.StreamHandler", "formatter": "json",
+                                    "stream": "ext://sys.stderr"}
+                             for name in ("console", "error_console")},
+                "root": {"level": s.log_level, "handlers": ["console"]},
+                "loggers": {"gunicorn.error": {"level": s.log_level, "handlers": ["error_console"],
+                                               "propagate": False}},
+            }
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -65,4 +80,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def run(settings: Settings) -> None:
+    """Serve until stopped. Before the workers fork: the log format, and an empty
+    directory in which every worker keeps its metrics, so ``/metrics`` adds them up."""
+    observability.configure_logging(settings.log_level, settings.log_format)
+    observability.prepare_multiprocess((settings.data / "metrics").resolve())
     _Gunicorn(settings).run()

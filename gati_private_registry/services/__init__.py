@@ -7,6 +7,7 @@ from ..settings import Settings
 from ..storage.blobs import BlobStore, FileBlobStore
 from ..storage.changes import Generation
 from ..storage.db import Database, make_engine
+from ..storage import migrate
 from ..storage.keyfiles import KeyFiles
 from .accounts import AccountService
 from .approvals import ApprovalService
@@ -46,6 +47,8 @@ class Services:
         try:
             self.db.ping()
             status["database"] = "ok"
+            waiting = migrate.pending(self.db.engine)
+            status["migrations"] = "ok" if not waiting else f"pending: {', '.join(waiting)}"
         except Exception as exc:  # reported, not raised: this feeds /readyz
             status["database"] = f"error: {exc.__class__.__name__}"
         try:

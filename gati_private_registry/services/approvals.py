@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from .. import hooks
+from ..observability import metrics
 from ..domain import Origin, Principal, Role, Scope, VersionState
 from ..errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage import changes
@@ -238,4 +239,5 @@ class ApprovalService:
         self.plugins.state_changed(hooks.StateChange(name, version, current.value, target.value,
                                                      principal.username, reason),
                                    disabled=self.plugin_configs()[1])
+        metrics().decisions.labels(target.value).inc()
         return target

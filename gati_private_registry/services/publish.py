@@ -24,6 +24,7 @@ from ..storage.blobs import BlobStore
 from ..storage.db import Database
 from ..storage.models import Blob, DistTag, Maintainer, Package, Version
 from .. import hooks
+from ..observability import metrics
 from . import audit, packuments
 from .approvals_records import record_transition, record_votes, tarball_reader
 from .plugins import PluginHost, RecordedVote, decide, mode_for
@@ -264,6 +265,7 @@ class PublishService:
         self.plugins.state_changed(hooks.StateChange(cand.name, cand.version, None,
                                                      state.value, principal.username, reason),
                                    disabled=self._approvals_config()[1])
+        metrics().publishes.labels(state.value).inc()
         return result
 
     def _drop_unreferenced_blob(self, digest: str) -> None:

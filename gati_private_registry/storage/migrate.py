@@ -1,6 +1,7 @@
 """Schema migrations with Alembic, run from code (no alembic.ini to ship)."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -26,9 +27,15 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+@functools.lru_cache(maxsize=1)
+def _script() -> ScriptDirectory:
+    # the migration files do not change while the process runs
+    return ScriptDirectory.from_config(_config())
+
+
 def pending(engine: Engine) -> list[str]:
     """Revisions not yet applied (empty when the schema is current)."""
-    script = ScriptDirectory.from_config(_config())
+    script = _script()
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     heads = set(script.get_heads())

@@ -12,6 +12,7 @@ from ..errors import RegistryError, TooLarge
 from ..services import Services
 from . import api, api_plugins, npm, ops, panel, panel_plugins, webhooks
 from .errors import api_body, auth_headers, npm_body, status_for
+from .observe import Observe
 
 log = logging.getLogger(__name__)
 
@@ -86,4 +87,6 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
                         status=exc.code or 500, mimetype="application/json")
 
     app.wsgi_app = npm.NpmReadPath(services, app.wsgi_app)  # type: ignore[method-assign]
+    # outermost, so the fast path is counted and logged too
+    app.wsgi_app = Observe(app.wsgi_app, services.settings.access_log)  # type: ignore[method-assign]
     return app

@@ -1,8 +1,10 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
+
+from .. import observability
 
 bp = Blueprint("ops", __name__)
 
@@ -15,7 +17,17 @@ def healthz() -> ResponseReturnValue:
 
 @bp.route("/readyz")
 def readyz() -> ResponseReturnValue:
-    """The database and the blob store can be reached."""
+    """The database and the blob store can be reached and the schema is current (a
+    replica of an older release waiting for the migration is not ready)."""
     status = current_app.extensions["gati"].health()
     ok = all(v == "ok" for v in status.values())
     return jsonify(status="ok" if ok else "unavailable", checks=status), 200 if ok else 503
+
+
+@bp.route("/metrics")
+def prometheus() -> ResponseReturnValue:
+    """Prometheus text format: every worker's counters and the database gauges. Like
+    ``/healthz``, not authenticated: keep it on the internal network (see
+    docs/operations.md)."""
+    body, content_type = observability.render(current_app.extensions["gati"])
+    return Response(body, content_type=content_type)

@@ -367,5 +367,98 @@ def keys_revoke(ctx: click.Context, keyid: str, reason: str, data: Path | None) 
         services.close()
 
 
+def _echo_err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@main.command()
+@click.option("--to", "target", required=True, type=click.Path(path_type=Path),
+              help="A new or empty directory.")
+@data_option
+@click.pass_context
+def backup(ctx: click.Context, target: Path, data: Path | None) -> None:
+    """A consistent backup: the database (SQLite backup API or pg_dump), every blob, the
+    signing keys and the session secret, with a manifest of digests."""
+    from ..services import build_services
+    from ..services.maintenance import backup as run_backup
+
+    services = build_services(_settings(ctx, data=data))
+    try:
+        manifest = run_backup(services.settings, services.db, services.blobs, target, _echo_err)
+    except RegistryError as exc:
+        _fail(exc)
+        return
+    finally:
+        services.close()
+    blobs = manifest.get("blobs") or {}
+    click.echo(f"backed up the {manifest['backend']} database, {len(blobs)} blobs and "
+               f"{len(manifest.get('files') or {})} key files to {target}", err=True)
+
+
+@main.command()
+@click.option("--from", "source", required=True, type=click.Path(path_type=Path, exists=True),
+              help="A directory written by gati-registry backup.")
+@data_option
+@click.pass_context
+def restore(ctx: click.Context, source: Path, data: Path | None) -> None:
+    """Restore a backup into an empty data directory (and an empty database), after
+    checking every digest; then bring the schema up to date."""
+    from ..services.maintenance import restore as run_restore
+    from ..storage.db import make_engine
+    from ..storage import migrate
+
+    settings = _settings(ctx, data=data)
+    try:
+        run_restore(settings, source, _echo_err)
+    except RegistryError as exc:
+        _fail(exc)
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"restored {source} into {settings.data}", err=True)
+
+
+@main.command()
+@click.option("--repair", is_flag=True, help="Delete orphan blobs and rows and stale temp files.")
+@click.option("--no-verify", is_flag=True, help="Skip re-hashing every blob (faster).")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@data_option
+@click.pass_context
+def fsck(ctx: click.Context, repair: bool, no_verify: bool, as_json: bool,
+         data: Path | None) -> None:
+    """Check that every version's tarball exists with the right digest and every blob is
+    used. Exit code 1 when problems remain."""
+    import dataclasses
+    import json as jsonlib
+
+    from ..services import build_services
+    from ..services.maintenance import fsck as run_fsck
+
+    services = build_services(_settings(ctx, data=data))
+    try:
+        report = run_fsck(services.db, services.blobs, repair=repair, verify=not no_verify)
+    finally:
+        services.close()
+    remaining = report.unrepairable if repair else report.problems
+    if as_json:
+        click.echo(jsonlib.dumps({**dataclasses.asdict(report), "remaining": remaining}, indent=2))
+    else:
+        click.echo(f"{report.versions} versions, {report.blobs} blobs: "
+                   f"{report.problems} problem(s)" + (f", {len(report.repaired)} repaired" if repair else ""))
+        for title, items in (("versions without a good tarball", report.broken_versions),
+                             ("orphan blob files", report.orphan_files),
+                             ("orphan blob rows", report.orphan_rows),
+                             ("damaged blob files", report.damaged_files),
+                             ("stale temporary files", report.temp_files),
+                             ("repaired", report.repaired)):
+            for item in items:
+                click.echo(f"  {title}: {item}")
+    if remaining:
+        ctx.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

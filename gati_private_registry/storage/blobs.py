@@ -5,7 +5,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Iterator, Protocol
 
 from ..errors import NotFound
 
@@ -32,6 +32,12 @@ class BlobStore(Protocol):
 
     def check(self) -> None:
         """Raise ``OSError`` when the store cannot be written."""
+
+    def digests(self) -> Iterator[str]:
+        """Every stored digest (for fsck and backup)."""
+
+    def stray_temp_files(self) -> list[Path]:
+        """Temporary files a crash left behind (never blobs under a real name)."""
 
 
 def _valid_digest(digest: str) -> bool:
@@ -110,3 +116,21 @@ class FileBlobStore:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-ready-", dir=self.root)
         os.close(fd)
         os.unlink(tmp)
+
+    def digests(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for first in sorted(self.root.iterdir()):
+            if not first.is_dir() or len(first.name) != 2:
+                continue
+            for second in sorted(first.iterdir()):
+                if not second.is_dir():
+                    continue
+                for entry in sorted(second.iterdir()):
+                    if _valid_digest(entry.name) and entry.name.startswith(first.name + second.name):
+                        yield entry.name
+
+    def stray_temp_files(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.rglob(".tmp-*") if p.is_file())

@@ -220,7 +220,7 @@ def verify_backup(source: Path) -> dict[str, Any]:
     """Check every digest in ``source``'s manifest. Returns the manifest; raises
     :class:`ValidationFailed` listing every problem."""
     try:
-        manifest = json.loads((source / "manifest.json").read_text())
+        manifest: dict[str, Any] = json.loads((source / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
         raise NotFound(f"{source} has no readable manifest.json: {exc}") from None
     errors: list[FieldError] = []

@@ -194,6 +194,18 @@ class ServerProcess:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once (a crash, not a stop)."""
+        import os
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def log_tail(self, lines: int = 150) -> str:
         return read_log_tail(self.log_path, lines)
 

@@ -659,6 +659,13 @@ def throwaway_database(engine: Any) -> Iterator[str]:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture
+def pg_throwaway_url(pg_admin_engine: Any) -> Iterator[str]:
+    """The URL of an empty PostgreSQL database, dropped after the test."""
+    with throwaway_database(pg_admin_engine) as url:
+        yield url
+
+
 # --------------------------------------------------------------------------- the server
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -71,12 +72,22 @@ def configure_logging(level: str, fmt: str) -> None:
 
 # -- metrics ---------------------------------------------------------------------------------
 
-def prepare_multiprocess(directory: Path) -> None:
-    """Before gunicorn forks: an empty directory for the workers' metric files, named in
-    the environment so every worker's prometheus-client writes there."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = str(directory)
+def prepare_multiprocess() -> Path:
+    """Before gunicorn forks: an empty directory for this server's worker metric files,
+    named in the environment so every worker's prometheus-client writes there. Private
+    to this server (replicas sharing a data directory must not mix their counters);
+    ``PROMETHEUS_MULTIPROC_DIR`` set by the operator is used (and emptied) instead."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        directory = Path(given)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True, exist_ok=True)
+    else:
+        # removed by gunicorn's on_exit in the master (not atexit: forked workers
+        # inherit atexit handlers and would delete it under their siblings)
+        directory = Path(tempfile.mkdtemp(prefix="gati-metrics-"))
+        os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
 
 
 def worker_exited(pid: int) -> None:

@@ -83,9 +83,19 @@ class ApprovalSettings:
 
 
 @dataclass(frozen=True)
+class BlobSettings:
+    #: where tarballs are kept; empty: ``<data>/blobs``. Replicas share one directory
+    #: (a shared filesystem)
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class SigningSettings:
     #: encrypts the private keys in ``<data>/keys`` (empty: stored unencrypted, mode 0600)
     passphrase: str = ""
+    #: where the private keys live; empty: ``<data>/keys``. Replicas share one (for
+    #: example a mounted secret)
+    keys_dir: str = ""
     #: days a new key pair signs before it expires; 0 = until rotated
     key_validity_days: int = 0
 
@@ -143,6 +153,7 @@ class Settings:
     plugins: PluginSettings = field(default_factory=PluginSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     signing: SigningSettings = field(default_factory=SigningSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
 
     @property
     def database_url(self) -> str:
@@ -152,7 +163,11 @@ class Settings:
 
     @property
     def blob_dir(self) -> Path:
-        return self.data / "blobs"
+        return Path(self.blobs.path) if self.blobs.path else self.data / "blobs"
+
+    @property
+    def keys_dir(self) -> Path:
+        return Path(self.signing.keys_dir) if self.signing.keys_dir else self.data / "keys"
 
     @classmethod
     def for_tests(cls, tmp_path: Path, **overrides: Any) -> "Settings":

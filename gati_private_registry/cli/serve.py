@@ -1,7 +1,9 @@
 """Run the WSGI app under gunicorn, configured from the settings."""
 from __future__ import annotations
 
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -11,8 +13,9 @@ from ..settings import Settings
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics_dir: Path | None = None) -> None:
         self.settings = settings
+        self.metrics_dir = metrics_dir
         super().__init__()
 
     def load_config(self) -> None:
@@ -35,6 +38,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "limit_request_line": 8190,
             # a dead worker's live gauges leave the metrics (prometheus multiprocess mode)
             "child_exit": lambda _arbiter, worker: observability.worker_exited(worker.pid),
+            "on_exit": lambda _arbiter: self._remove_metrics_dir(),
         }
         # gunicorn >= 25 opens a control socket, by default one per user in $HOME, so
         # two registries on one machine would share it: keep it in the data directory
@@ -60,6 +64,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         for key, value in options.items():
             self.cfg.set(key, value)
 
+    def _remove_metrics_dir(self) -> None:
+        if self.metrics_dir is not None and self.metrics_dir.name.startswith("gati-metrics-"):
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
     def load(self) -> Any:
         # runs in each worker after fork: every worker opens its own connections
         from ..app import create_app
@@ -83,5 +91,5 @@ def run(settings: Settings) -> None:
     """Serve until stopped. Before the workers fork: the log format, and an empty
     directory in which every worker keeps its metrics, so ``/metrics`` adds them up."""
     observability.configure_logging(settings.log_level, settings.log_format)
-    observability.prepare_multiprocess((settings.data / "metrics").resolve())
-    _Gunicorn(settings).run()
+    metrics_dir = observability.prepare_multiprocess()
+    _Gunicorn(settings, metrics_dir).run()

@@ -77,7 +77,7 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     store = blobs or FileBlobStore(settings.blob_dir)
     host = plugins or PluginHost(blocked=settings.plugins.blocked)
     teams = TeamService(db)
-    keys = KeyService(settings.signing, db, KeyFiles(settings.data / "keys"))
+    keys = KeyService(settings.signing, db, KeyFiles(settings.keys_dir))
     approvals = ApprovalService(db, host, settings.approvals, teams, sign=keys.sign_version)
     publish = PublishService(settings, db, store, host, approvals.plugin_configs,
                              approvals.existing_names, sign=keys.sign_version)

@@ -201,9 +201,10 @@ def backup(settings: Settings, db: Database, blobs: BlobStore, target: Path,
         copied[digest] = dest.stat().st_size
     manifest["blobs"] = copied
     secrets: dict[str, str] = {}
-    for rel in ["secret_key", *sorted(f"keys/{p.name}" for p in (settings.data / "keys").glob("*")
-                                      if p.is_file() and not p.name.startswith("."))]:
-        source = settings.data / rel
+    key_files = sorted(p.name for p in settings.keys_dir.glob("*")
+                       if p.is_file() and not p.name.startswith("."))
+    for rel in ["secret_key", *(f"keys/{name}" for name in key_files)]:
+        source = settings.data / rel if rel == "secret_key" else settings.keys_dir / rel[5:]
         if source.is_file():
             dest = target / rel
             dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -288,7 +289,7 @@ def restore(settings: Settings, source: Path,
     files = manifest.get("files") or {}
     assert isinstance(files, dict)
     for rel in files:
-        dest = data / rel
+        dest = data / rel if rel == "secret_key" else settings.keys_dir / rel[5:]
         dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.copyfile(source / rel, dest)
         os.chmod(dest, 0o600)

@@ -82,11 +82,24 @@ class ApprovalSettings:
     policies: tuple[ApprovalPolicy, ...] = ()
 
 
+BLOB_BACKENDS = ("file", "s3")
+
+
 @dataclass(frozen=True)
 class BlobSettings:
-    #: where tarballs are kept; empty: ``<data>/blobs``. Replicas share one directory
-    #: (a shared filesystem)
+    #: ``file`` (a directory) or ``s3`` (an S3-compatible object store)
+    backend: str = "file"
+    #: file: where tarballs are kept; empty: ``<data>/blobs``. Replicas share one
+    #: directory (a shared filesystem)
     path: str = ""
+    #: s3: the bucket, a key prefix, and the endpoint for non-AWS stores (MinIO, Ceph)
+    bucket: str = ""
+    prefix: str = "blobs/"
+    endpoint_url: str = ""
+    region: str = ""
+    #: s3 credentials; empty: boto3's own chain (AWS_* variables, instance roles)
+    access_key: str = ""
+    secret_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,6 +271,11 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
                 kwargs[key_n] = _coerce(value, f.type, key_n)
         except (TypeError, ValueError) as exc:
             errors.append(FieldError(path + key_n, str(exc)))
+    if cls is BlobSettings:
+        if kwargs.get("backend", "file") not in BLOB_BACKENDS:
+            errors.append(FieldError(path + "backend", f"must be one of {', '.join(BLOB_BACKENDS)}"))
+        elif kwargs.get("backend") == "s3" and not kwargs.get("bucket"):
+            errors.append(FieldError(path + "bucket", "the s3 backend needs a bucket"))
     if cls is ApprovalSettings and kwargs.get("default_mode", "manual") not in APPROVAL_MODES:
         errors.append(FieldError(path + "default_mode", f"must be one of {', '.join(APPROVAL_MODES)}"))
     return cls(**kwargs)

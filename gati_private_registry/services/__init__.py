@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..settings import Settings
-from ..storage.blobs import BlobStore, FileBlobStore
+from ..storage.blobs import BlobStore, open_blob_store
 from ..storage.changes import Generation
 from ..storage.db import Database, make_engine
 from ..storage import migrate
@@ -74,7 +74,7 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
                          echo=settings.database.echo)
     db = Database(engine, after_commit=generation.bump,
                   lock_path=settings.data / "write.lock")
-    store = blobs or FileBlobStore(settings.blob_dir)
+    store = blobs or open_blob_store(settings.blobs, settings.data / "blobs")
     host = plugins or PluginHost(blocked=settings.plugins.blocked)
     teams = TeamService(db)
     keys = KeyService(settings.signing, db, KeyFiles(settings.keys_dir))

@@ -24,7 +24,7 @@ from sqlalchemy import delete, inspect, select
 
 from ..errors import Conflict, FieldError, NotFound, Unavailable, ValidationFailed
 from ..settings import Settings
-from ..storage.blobs import BlobStore, FileBlobStore
+from ..storage.blobs import BlobStore, open_blob_store
 from ..storage.db import Database
 from ..storage.models import Blob, Package, Version
 
@@ -67,6 +67,17 @@ def _sha512_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _sha512_blob(blobs: BlobStore, digest: str) -> str:
+    h = hashlib.sha512()
+    fh = blobs.open(digest)
+    try:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    finally:
+        fh.close()
+    return h.hexdigest()
+
+
 def fsck(db: Database, blobs: BlobStore, *, repair: bool = False, verify: bool = True,
          now: float | None = None) -> FsckReport:
     """Check that every version's blob exists with the right digest and size and that
@@ -87,8 +98,7 @@ def fsck(db: Database, blobs: BlobStore, *, repair: bool = False, verify: bool =
     damaged: set[str] = set()
     if verify:
         for digest in sorted(files):
-            path = blobs.path(digest)
-            if path is not None and _sha512_file(path) != digest:
+            if _sha512_blob(blobs, digest) != digest:
                 damaged.add(digest)
                 if digest not in used:  # a used one is reported with its version
                     report.damaged_files.append(digest)
@@ -192,10 +202,13 @@ def backup(settings: Settings, db: Database, blobs: BlobStore, target: Path,
     progress(f"copying {len(digests)} blobs")
     copied: dict[str, int] = {}
     for digest in digests:
-        source = blobs.path(digest)
-        assert source is not None, "backup needs a blob store with local paths"
         dest = target / "blobs" / digest
-        shutil.copyfile(source, dest)
+        stream = blobs.open(digest)
+        try:
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+        finally:
+            stream.close()
         if _sha512_file(dest) != digest:  # copy what is right, or say so
             raise Unavailable(f"blob {digest[:16]}… is damaged in the store: run gati-registry fsck")
         copied[digest] = dest.stat().st_size
@@ -212,8 +225,7 @@ def backup(settings: Settings, db: Database, blobs: BlobStore, target: Path,
             os.chmod(dest, 0o600)
             secrets[rel] = _sha256_file(dest)
     manifest["files"] = secrets
-    with open(target / "manifest.json", "w") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=True)
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 
@@ -280,7 +292,7 @@ def restore(settings: Settings, source: Path,
         args, env = _pg_args(settings.database_url)
         _run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", *args,
               str(source / database["file"])], env)
-    store = FileBlobStore(settings.blob_dir)
+    store = open_blob_store(settings.blobs, settings.data / "blobs")
     blobs = manifest.get("blobs") or {}
     assert isinstance(blobs, dict)
     progress(f"restoring {len(blobs)} blobs")

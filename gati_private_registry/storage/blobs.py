@@ -5,9 +5,12 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Protocol
 
 from ..errors import NotFound
+
+if TYPE_CHECKING:
+    from ..settings import BlobSettings
 
 
 class BlobStore(Protocol):
@@ -134,3 +137,15 @@ class FileBlobStore:
         if not self.root.is_dir():
             return []
         return sorted(p for p in self.root.rglob(".tmp-*") if p.is_file())
+
+
+def open_blob_store(settings: "BlobSettings", default_dir: Path) -> BlobStore:
+    """The configured store: a directory (``default_dir`` unless ``path`` is set) or an
+    S3-compatible bucket."""
+    if settings.backend == "s3":
+        from .s3blobs import S3BlobStore
+
+        return S3BlobStore(settings.bucket, prefix=settings.prefix,
+                           endpoint_url=settings.endpoint_url, region=settings.region,
+                           access_key=settings.access_key, secret_key=settings.secret_key)
+    return FileBlobStore(Path(settings.path) if settings.path else default_dir)

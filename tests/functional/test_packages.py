@@ -112,7 +112,8 @@ def test_ping_health_and_audit(registry: Registry) -> None:
     assert registry.client.get("/npm/-/ping").json == {}
     assert registry.client.get("/healthz").status_code == 200
     ready = registry.client.get("/readyz")
-    assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "blobs": "ok"}
+    assert ready.status_code == 200
+    assert ready.json["checks"] == {"database": "ok", "migrations": "ok", "blobs": "ok"}
     body = gzip.compress(json.dumps({"x": ["1.0.0"]}).encode())
     resp = registry.client.post("/npm/-/npm/v1/security/advisories/bulk", data=body,
                                 headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})

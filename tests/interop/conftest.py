@@ -669,6 +669,29 @@ def pg_throwaway_url(pg_admin_engine: Any) -> Iterator[str]:
 # --------------------------------------------------------------------------- the server
 
 
+def _start_from_a_restored_backup(registry: "Registry") -> None:
+    """``GATI_TEST_FROM_BACKUP=1``: initialise the registry (schema, admin, signing keys),
+    back it up, wipe the data directory and the database, and restore, so the module's
+    tests run on restored data."""
+    from sqlalchemy import create_engine, text
+
+    registry.cli("token", "create", "--user", "admin", "--scope", "read").ok()
+    backup = registry.workdir / "seed-backup"
+    registry.cli("backup", "--to", str(backup)).ok()
+    shutil.rmtree(registry.data_dir)
+    registry.data_dir.mkdir()
+    url = registry.env.get("GATI_REGISTRY_DATABASE__URL")
+    if url:
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as c:
+                c.execute(text("DROP SCHEMA public CASCADE"))
+                c.execute(text("CREATE SCHEMA public"))
+        finally:
+            engine.dispose()
+    registry.cli("restore", "--from", str(backup)).ok()
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def registry_server(request: pytest.FixtureRequest,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
@@ -694,6 +717,8 @@ def registry_server(request: pytest.FixtureRequest,
         registry = Registry(backend=backend, port=free_port(), data_dir=data_dir,
                             workdir=workdir, env=env, log_path=workdir / "server.log")
         stack.callback(registry.stop)
+        if os.environ.get("GATI_TEST_FROM_BACKUP") == "1":
+            _start_from_a_restored_backup(registry)
         registry.start()
         yield registry
         code = registry.proc.poll() if registry.proc else None

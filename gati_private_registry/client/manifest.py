@@ -39,8 +39,7 @@ def _deps(doc: dict[str, Any], key: str, where: str) -> list[FieldProblem]:
     problems = []
     for dep, spec in value.items():
         problems += name_problems(dep, f"{where}.{key}")
-        if not isinstance(spec, str) or not (semver.valid_range(spec)
-                                             or semver.is_registry_spec(spec)):
+        if not isinstance(spec, str) or not (semver.valid_range(spec) or semver.is_tag(spec)):
             problems.append(FieldProblem(f"{where}.{key}.{dep}",
                                          f"{spec!r} is not a version range"))
     return problems

@@ -163,10 +163,11 @@ class Resolver:
 
     @staticmethod
     def _shadows(tree: Mapping[str, Entry], level: str, name: str, version: str) -> bool:
-        """Whether putting ``name@version`` in ``level``'s node_modules would change what
-        an already placed package below it resolves ``name`` to, to a version it does
-        not accept."""
+        """Whether putting ``name@version`` in ``level``'s node_modules would take away
+        from a package below it the version of ``name`` it resolves and accepts now
+        (arborist's check; a dependency not placed yet does not count)."""
         prefix = f"{level}/node_modules/" if level else "node_modules/"
+        here = len(child_path(level, name))
         for path, entry in tree.items():
             if level and not path.startswith(prefix):
                 continue
@@ -174,8 +175,9 @@ class Resolver:
                 if dep != name or semver.satisfies(version, spec):
                     continue
                 found = lookup(tree, path, name)
-                # only those that resolve through `level` (not below it) are affected
-                if found is None or len(found) <= len(child_path(level, name)):
+                # only what resolves above `level` (a shorter path) would be shadowed
+                if found is not None and len(found) < here \
+                        and semver.satisfies(tree[found].version, spec):
                     return True
         return False
 

@@ -10,6 +10,7 @@ satisfies, otherwise the highest satisfying version, non-deprecated ones first.
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import nodesemver
@@ -54,6 +55,11 @@ def max_satisfying(versions: list[str], spec: str) -> str | None:
 
 def gt(a: str, b: str) -> bool:
     return bool(nodesemver.gt(a, b, loose=False))
+
+
+def is_tag(spec: str) -> bool:
+    """A dist-tag name (npm refuses tags that are ranges, and tags are URI-safe)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec)) and not valid_range(spec)
 
 
 def is_registry_spec(spec: str) -> bool:

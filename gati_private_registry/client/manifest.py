@@ -35,12 +35,12 @@ def _deps(doc: dict[str, Any], key: str, where: str) -> list[FieldProblem]:
     if value is None:
         return []
     if not isinstance(value, dict):
-        return [FieldProblem(f"{where}.{key}", "must be an object of name → version range")]
+        return [FieldProblem(f"{where} {key}", "must be an object of name → version range")]
     problems = []
     for dep, spec in value.items():
-        problems += name_problems(dep, f"{where}.{key}")
+        problems += name_problems(dep, f"{where} {key}")
         if not isinstance(spec, str) or not (semver.valid_range(spec) or semver.is_tag(spec)):
-            problems.append(FieldProblem(f"{where}.{key}.{dep}",
+            problems.append(FieldProblem(f"{where} {key}.{dep}",
                                          f"{spec!r} is not a version range"))
     return problems
 

@@ -12,7 +12,7 @@ import json
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import IO, Any, Sequence
+from typing import IO, Any, Sequence, TextIO, cast
 
 import click
 
@@ -104,7 +104,8 @@ class Progress:
     def __enter__(self) -> "Progress":
         if self.output.interactive and self.total > 0:
             self._bar = click.progressbar(length=self.total, label=self.label,
-                                          file=self.output.err, show_pos=True)
+                                          file=cast(TextIO, self.output.err),
+                                          show_pos=True)
             self._bar.__enter__()
         return self
 

@@ -100,4 +100,4 @@ def pick(packument: dict[str, Any], spec: str, preferred: frozenset[str] = froze
             f"no version of {name} satisfies {spec!r}",
             hint=f"available: {', '.join(sorted(versions, key=sort_key)[-8:]) or 'none'}")
     fresh = [v for v in candidates if not versions[v].get("deprecated")]
-    return max(fresh or candidates, key=sort_key)
+    return str(max(fresh or candidates, key=sort_key))

@@ -150,9 +150,9 @@ def list_(registry: str | None, json_mode: bool, outdated: bool, show_all: bool)
     if outdated:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             packuments = Packuments(s.http, Cache(s.env.cache_dir), s.out, pool)
-            top = {e.name for p, e in tree.items() if p.count("node_modules/") == 1}
-            packuments.prefetch(top)
-            for name in top:
+            direct = {e.name for p, e in tree.items() if p.count("node_modules/") == 1}
+            packuments.prefetch(direct)
+            for name in direct:
                 doc = packuments.get(name) or {}
                 versions = list((doc.get("versions") or {}))
                 wanted_latest[name] = (semver.max_satisfying(versions, ranges.get(name, "*")),

@@ -1,11 +1,7 @@
-"""``gati``: the developers' client. The full command set arrives with its own issue;
-for now it only names itself."""
+"""``gati``: the developers' client. The commands live in
+:mod:`gati_private_registry.client`; this module keeps the console-script entry point."""
 from __future__ import annotations
 
-import click
+from ..client.commands import main
 
-
-@click.group()
-@click.version_option(package_name="gati-private-registry")
-def main() -> None:
-    """Gati modules from your organisation's registry."""
+__all__ = ["main"]

@@ -1,0 +1,204 @@
+"""Soak: mixed traffic against a running ``gati-registry serve`` on loopback for a fixed
+time, sampling the server's memory (RSS of the master and every worker) as it goes.
+
+    python benchmarks/soak.py --registry http://127.0.0.1:PORT --token TOKEN \
+        --approve-token TOKEN --pid MASTER_PID --seconds 300 --out result.json
+
+Traffic per thread, by weight: abbreviated packument 60, tarball 15, full packument 8,
+304 revalidation 5, publish a new version 5, approve it 3, search 2, /metrics 2.
+Every answer must be the expected status; the result counts anything else as an error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ABBREVIATED = "application/vnd.npm.install-v1+json"
+
+
+def rss_kib(pid: int) -> int:
+    """RSS of ``pid`` and its children (gunicorn's workers), in KiB."""
+    def one(p: int) -> int:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    total = one(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(one(int(c)) for c in children)
+
+
+class Soak:
+    def __init__(self, registry: str, token: str, approve_token: str, seed_names: list[str],
+                 publish_body: Any) -> None:
+        self.base = registry.rstrip("/")
+        self.token, self.approve_token = token, approve_token
+        self.names = list(seed_names)
+        self.publish_body = publish_body
+        self.lock = threading.Lock()
+        self.latencies: dict[str, list[float]] = {}
+        self.errors: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.pending: list[tuple[str, str]] = []
+        self.serial = 0
+        self.etags: dict[str, str] = {}
+
+    def _req(self, kind: str, method: str, path: str, expect: tuple[int, ...], *,
+             token: str | None = None, body: Any = None, headers: dict[str, str] | None = None) -> bytes:
+        hdrs = {"Authorization": f"Bearer {token or self.token}", **(headers or {})}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=hdrs)
+        started = time.perf_counter()
+        status, payload, etag = 0, b"", ""
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, payload, etag = r.status, r.read(), r.headers.get("ETag", "")
+        except urllib.error.HTTPError as e:
+            status, payload = e.code, e.read()
+            e.close()
+        except OSError as e:
+            self._error(f"{kind} {method} {path}: {e!r}")
+            return b""
+        elapsed = time.perf_counter() - started
+        with self.lock:
+            self.latencies.setdefault(kind, []).append(elapsed)
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            if etag and kind == "abbreviated":
+                self.etags[path] = etag
+        if status not in expect:
+            self._error(f"{kind} {method} {path}: HTTP {status} {payload[:200]!r}")
+        return payload
+
+    def _error(self, msg: str) -> None:
+        with self.lock:
+            self.errors.append(msg)
+
+    def step(self, rng: random.Random) -> None:
+        name = rng.choice(self.names)
+        path = "/npm/" + name.replace("/", "%2f")
+        roll = rng.randrange(100)
+        if roll < 60:
+            self._req("abbreviated", "GET", path, (200,), headers={"Accept": ABBREVIATED})
+        elif roll < 75:
+            doc = json.loads(self._req("abbreviated", "GET", path, (200,),
+                                       headers={"Accept": ABBREVIATED}) or b"{}")
+            versions = list((doc.get("versions") or {}).values())
+            if versions:
+                tarball = rng.choice(versions)["dist"]["tarball"]
+                self._req("tarball", "GET", tarball.split("://", 1)[1].split("/", 1)[1].join(["/", ""]),
+                          (200,))
+        elif roll < 83:
+            self._req("full", "GET", path, (200,))
+        elif roll < 88:
+            etag = self.etags.get(path)
+            if etag:
+                self._req("revalidate", "GET", path, (304, 200),
+                          headers={"Accept": ABBREVIATED, "If-None-Match": etag})
+        elif roll < 93:
+            with self.lock:
+                self.serial += 1
+                version = f"2.0.{self.serial}"
+            self._req("publish", "PUT", path, (200, 201), body=self.publish_body(name, version))
+            with self.lock:
+                self.pending.append((name, version))
+        elif roll < 96:
+            with self.lock:
+                item = self.pending.pop(0) if self.pending else None
+            if item:
+                self._req("approve", "POST", f"/api/modules/{item[0]}/{item[1]}/approve", (200,),
+                          token=self.approve_token, body={"reason": "soak"})
+        elif roll < 98:
+            self._req("search", "GET", f"/npm/-/v1/search?text={name.rsplit('-', 1)[0][-6:]}&size=5", (200,))
+        else:
+            self._req("metrics", "GET", "/metrics", (200,))
+
+    def run(self, seconds: float, threads: int, pid: int | None, sample_every: float = 10.0) -> dict[str, Any]:
+        stop = time.monotonic() + seconds
+        started = time.monotonic()
+        samples: list[tuple[float, int]] = []
+
+        def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            while time.monotonic() < stop:
+                self.step(rng)
+
+        pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+        for t in pool:
+            t.start()
+        while time.monotonic() < stop:
+            if pid:
+                samples.append((round(time.monotonic() - started, 1), rss_kib(pid)))
+            time.sleep(min(sample_every, max(0.0, stop - time.monotonic())))
+        for t in pool:
+            t.join()
+        if pid:
+            samples.append((round(time.monotonic() - started, 1), rss_kib(pid)))
+        total = sum(self.counts.values())
+        per_kind = {}
+        for kind, values in sorted(self.latencies.items()):
+            values.sort()
+            per_kind[kind] = {"count": len(values),
+                              "p50_ms": round(statistics.median(values) * 1000, 2),
+                              "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))] * 1000, 2)}
+        # memory growth: from the end of the first minute (caches warm) to the end
+        warm = [kib for t, kib in samples if t >= min(60.0, seconds / 5)]
+        growth = (warm[-1] - warm[0]) / warm[0] if len(warm) >= 2 and warm[0] else 0.0
+        return {"seconds": seconds, "threads": threads, "requests": total,
+                "requests_per_second": round(total / seconds, 1), "errors": len(self.errors),
+                "first_errors": self.errors[:10], "by_kind": per_kind,
+                "rss_kib": samples, "rss_growth_after_warmup": round(growth, 4)}
+
+
+def main() -> None:
+    from gati_private_registry.testing import ModuleSpec, publish_body
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--registry", required=True)
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--approve-token", required=True)
+    ap.add_argument("--pid", type=int, default=0, help="the gunicorn master's pid, for RSS")
+    ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--packages", type=int, default=50)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    def body(name: str, version: str) -> dict[str, Any]:
+        return publish_body(ModuleSpec(name, version), registry=args.registry.rstrip("/") + "/npm/")
+
+    names = [f"@soak/module-{i:03d}" for i in range(args.packages)]
+    soak = Soak(args.registry, args.token, args.approve_token, names, body)
+    for name in names:  # seed: one approved version each
+        soak._req("publish", "PUT", "/npm/" + name.replace("/", "%2f"), (200, 201),
+                  body=body(name, "1.0.0"))
+        soak._req("approve", "POST", f"/api/modules/{name}/1.0.0/approve", (200, 409),
+                  token=args.approve_token, body={"reason": "seed"})
+    soak.counts.clear()
+    soak.latencies.clear()
+    result = soak.run(args.seconds, args.threads, args.pid or None)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -374,6 +374,9 @@ class UpstreamPackument(Base):
     upstream: Mapped[str] = mapped_column(String(64))
     #: the upstream's JSON as sent (not yet merged with local state)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: sha256 of ``body``: tells processes whether their copy is this one
+    digest: Mapped[str] = mapped_column(String(64))
+    #: the upstream's validators (either may be empty: some upstreams send none)
     etag: Mapped[str] = mapped_column(String(200), default="")
     last_modified: Mapped[str] = mapped_column(String(100), default="")
     #: when the upstream last confirmed this copy (200 or 304)

@@ -7,7 +7,6 @@ use it against a real ``gati-registry serve``).
 """
 from __future__ import annotations
 
-import gzip
 import logging
 import socket
 import ssl
@@ -60,6 +59,10 @@ class UpstreamClient(Protocol):
     def packument(self, name: str, *, etag: str = "", last_modified: str = "",
                   timeout: float | None = None) -> Fetched:
         """GET the full packument of ``name``. Raises :class:`UpstreamUnavailable`."""
+
+    def document(self, path: str, *, etag: str = "", last_modified: str = "",
+                 timeout: float | None = None) -> Fetched:
+        """GET ``<upstream url><path>`` (JSON: keys, attestations) like :meth:`packument`."""
 
     def tarball(self, url: str) -> TarballStream:
         """Start a tarball GET. Raises :class:`UpstreamUnavailable` (a 404 too)."""
@@ -163,7 +166,13 @@ class HttpUpstreamClient:
 
     def packument(self, name: str, *, etag: str = "", last_modified: str = "",
                   timeout: float | None = None) -> Fetched:
-        url = packument_url(self.settings.base, name)
+        return self._json(packument_url(self.settings.base, name), etag, last_modified, timeout)
+
+    def document(self, path: str, *, etag: str = "", last_modified: str = "",
+                 timeout: float | None = None) -> Fetched:
+        return self._json(self.settings.base + path.lstrip("/"), etag, last_modified, timeout)
+
+    def _json(self, url: str, etag: str, last_modified: str, timeout: float | None) -> Fetched:
         headers = self._headers(url)
         # the full document: installs need `time`, which abbreviated documents lack
         headers["Accept"] = "application/json"
@@ -231,7 +240,12 @@ def _set_timeout(resp: Any, seconds: float) -> None:
 
 
 def _gunzip(body: bytes) -> bytes:
+    # bounded: a hostile upstream's gzip bomb stops at MAX_PACKUMENT
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        return gzip.decompress(body)
-    except (OSError, EOFError, zlib.error) as exc:
+        out = inflater.decompress(body, MAX_PACKUMENT + 1)
+    except zlib.error as exc:
         raise UpstreamUnavailable(f"bad gzip from the upstream: {exc}") from None
+    if len(out) > MAX_PACKUMENT or inflater.unconsumed_tail:
+        raise UpstreamUnavailable(f"packument larger than {MAX_PACKUMENT} once inflated")
+    return out

@@ -38,6 +38,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=214), nullable=False),
     sa.Column('upstream', sa.String(length=64), nullable=False),
     sa.Column('body', sa.LargeBinary(), nullable=False),
+    sa.Column('digest', sa.String(length=64), nullable=False),
     sa.Column('etag', sa.String(length=200), nullable=False),
     sa.Column('last_modified', sa.String(length=100), nullable=False),
     sa.Column('fetched_at', sa.DateTime(timezone=True), nullable=False),

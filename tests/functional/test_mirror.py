@@ -231,3 +231,17 @@ def test_denied_names_are_not_served(registry: Registry, fake: FakeUpstream) -> 
     fake.add("denied-pkg", "1.0.0")
     assert registry.packument("denied-pkg").status_code == 404
     assert not [r for r in fake.requests if "denied" in r]
+
+
+def test_upstream_signatures_and_keys_pass_through(registry: Registry, fake: FakeUpstream,
+                                                   client: Any) -> None:
+    fake.keys = [{"keyid": "SHA256:upstream-key", "keytype": "ecdsa-sha2-nistp256",
+                  "scheme": "ecdsa-sha2-nistp256", "key": "MFkw", "expires": None}]
+    fake.add("signed", "1.0.0", signatures=[{"keyid": "SHA256:upstream-key", "sig": "MEUC"},
+                                            {"keyid": "SHA256:unknown", "sig": "MEQC"}])
+    dist = registry.doc("signed")["versions"]["1.0.0"]["dist"]
+    # an unknown keyid would abort `npm audit signatures`: only served keys pass
+    assert dist["signatures"] == [{"keyid": "SHA256:upstream-key", "sig": "MEUC"}]
+    keys = client.get("/npm/-/npm/v1/keys").json["keys"]
+    assert "SHA256:upstream-key" in [k["keyid"] for k in keys]
+    assert any(k["keyid"] != "SHA256:upstream-key" for k in keys)  # ours are still there

@@ -207,6 +207,20 @@ class MirrorService:
             out += [k for k in keys or [] if isinstance(k, dict) and k.get("keyid")]
         return out
 
+    def attestations(self, spec: str) -> bytes:
+        """The upstream's sigstore bundles for ``name@version`` (npm and pnpm verify
+        them against the upstream's keys). Raises :class:`NotFound`, :class:`Unavailable`."""
+        name, _, version = spec.rpartition("@")
+        rule = self.route(name) if name and self.enabled else None
+        if rule is None:
+            raise NotFound(f"no attestations for {spec}")
+        local = self._local_versions(name).get(version)
+        if local is not None and local.state != VersionState.APPROVED.value:
+            raise NotFound(f"no attestations for {spec}")
+        doc = self.docs.get(f"-/npm/v1/attestations/{name}@{version}", rule.source,
+                            packument=False)
+        return json.dumps(doc.data).encode()
+
     def packument(self, name: str, rule: PackageSource, base: str,
                   abbreviated: bool) -> tuple[Representation, bool]:
         """The merged document for ``name`` and whether it is stale. Raises

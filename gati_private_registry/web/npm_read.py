@@ -113,7 +113,8 @@ class NpmReadPath:
         try:
             ref = self.services.packages.tarball(name, filename)
         except NotFound:
-            fetched = mirror_tarball(self.services, name, filename, environ, start_response)
+            fetched = mirror_tarball(self.services, name, filename, environ, start_response,
+                                     error_response)
             if fetched is not None:
                 return fetched
             # blocked means blocked everywhere, and the client is told why

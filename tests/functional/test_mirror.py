@@ -112,9 +112,8 @@ def test_bad_upstream_tarball_is_refused_and_not_kept(registry: Registry, fake: 
                                                       services: Services, fault: str) -> None:
     fake.add("broken", "1.0.0")
     setattr(fake, fault, True)
-    with pytest.raises(TarballRefused):
-        # the server drops the connection before the last chunk
-        read(registry.tarball("broken", "1.0.0"))
+    resp = registry.tarball("broken", "1.0.0")  # small: one chunk, so a clean 404
+    assert resp.status_code == 404 and "refused the upstream's tarball" in resp.json["error"]
     with services.db.read() as s:
         assert s.scalar(select(Version).where(Version.version == "1.0.0")) is None
     blobs = [p for p in services.settings.blob_dir.rglob("*") if p.is_file()]
@@ -122,6 +121,19 @@ def test_bad_upstream_tarball_is_refused_and_not_kept(registry: Registry, fake: 
     setattr(fake, fault, False)
     assert read(registry.tarball("broken", "1.0.0")) == fake.tarballs[
         "https://upstream.example/broken/-/broken-1.0.0.tgz"]
+
+
+def test_a_large_bad_tarball_is_cut_off_before_its_last_chunk(
+        registry: Registry, fake: FakeUpstream, services: Services) -> None:
+    good = fake.add("big", "1.0.0")
+    url = "https://upstream.example/big/-/big-1.0.0.tgz"
+    fake.tarballs[url] = good + bytes(5000)  # trailing garbage: several chunks, wrong hash
+    resp = registry.tarball("big", "1.0.0")
+    assert resp.status_code == 200  # streaming had begun...
+    with pytest.raises(TarballRefused):
+        read(resp)  # ...and the connection is dropped before the last chunk
+    with services.db.read() as s:
+        assert s.scalar(select(Version).where(Version.version == "1.0.0")) is None
 
 
 def test_local_patterns_never_ask_the_upstream(registry: Registry, fake: FakeUpstream) -> None:

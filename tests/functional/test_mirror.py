@@ -257,3 +257,53 @@ def test_upstream_signatures_and_keys_pass_through(registry: Registry, fake: Fak
     keys = client.get("/npm/-/npm/v1/keys").json["keys"]
     assert "SHA256:upstream-key" in [k["keyid"] for k in keys]
     assert any(k["keyid"] != "SHA256:upstream-key" for k in keys)  # ours are still there
+
+
+def test_metrics_status_api_and_rules_api(registry: Registry, fake: FakeUpstream,
+                                          client: Any) -> None:
+    assert registry.packument("leftpad").status_code == 200
+    read(registry.tarball("leftpad", "1.1.0"))
+    text = client.get("/metrics").text
+    assert 'gati_upstream_requests_total{upstream="public"}' in text
+    # misses: the packument, the upstream's keys, the tarball
+    assert "gati_mirror_misses_total 3" in text and "gati_mirror_tarball_fetches_total 1" in text
+    admin = {"Authorization": f"Bearer {registry.token('admin', 'admin')}"}
+    reader = {"Authorization": f"Bearer {registry.token('admin', 'read')}"}
+    assert client.get("/api/mirror/status", headers=reader).status_code == 403
+    assert client.get("/api/mirror/status").status_code == 401
+    st = client.get("/api/mirror/status", headers=admin).json
+    assert st["cache"]["versions"] == 1 and st["upstreams"][0]["name"] == "public"
+    assert any("tarball leftpad@1.1.0" in m["what"] for m in st["recent_misses"])
+    resp = client.post("/api/mirror/rules", json={"spec": "leftpad@1.0.0", "action": "block",
+                                                  "reason": "bad release"}, headers=admin)
+    assert resp.status_code == 201, resp.json
+    assert list(registry.doc("leftpad")["versions"]) == ["1.1.0"]
+    bad = client.post("/api/mirror/rules", json={"spec": "leftpad", "action": "block"},
+                      headers=admin)
+    assert bad.status_code == 400 and bad.json["error"]["details"][0]["field"] == "reason"
+    assert client.post("/api/mirror/rules", json={"spec": "x", "action": "approve"},
+                       headers=reader).status_code == 403
+    rule_id = client.get("/api/mirror/rules", headers=admin).json["rules"][0]["id"]
+    assert client.delete(f"/api/mirror/rules/{rule_id}", headers=admin).status_code == 200
+    assert sorted(registry.doc("leftpad")["versions"]) == ["1.0.0", "1.1.0"]
+
+
+def test_mirror_panel_page(registry: Registry, fake: FakeUpstream) -> None:
+    from .test_webhooks_panel import csrf, sign_in
+
+    registry.packument("leftpad")
+    sign_in(registry)
+    page = registry.client.get("/admin/mirror")
+    assert page.status_code == 200 and "upstream-public" in page.text
+    assert "metadata leftpad" in page.text
+    no_csrf = registry.client.post("/admin/mirror", data={"spec": "leftpad@^1", "action": "approve"})
+    assert no_csrf.status_code == 400
+    bad = registry.client.post("/admin/mirror", data={"spec": "leftpad@^1", "action": "block",
+                                                      "reason": "", "csrf_token": csrf(page)})
+    assert bad.status_code == 400 and "a reason is required" in bad.text
+    ok = registry.client.post("/admin/mirror", data={"spec": "leftpad@^1", "action": "approve",
+                                                     "reason": "<b>vetted</b>",
+                                                     "csrf_token": csrf(page)})
+    assert ok.status_code == 302
+    page = registry.client.get("/admin/mirror")
+    assert "&lt;b&gt;vetted&lt;/b&gt;" in page.text and "<b>vetted" not in page.text

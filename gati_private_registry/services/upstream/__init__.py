@@ -314,3 +314,4 @@ class MirrorService:
             pass
         state = self._local_versions(name).get(version)
         return state.state if state else VersionState.PENDING.value
+

@@ -307,3 +307,33 @@ def test_mirror_panel_page(registry: Registry, fake: FakeUpstream) -> None:
     assert ok.status_code == 302
     page = registry.client.get("/admin/mirror")
     assert "&lt;b&gt;vetted&lt;/b&gt;" in page.text and "<b>vetted" not in page.text
+
+
+def test_offline_mode_serves_only_what_is_cached(registry: Registry, fake: FakeUpstream,
+                                                 settings: Settings) -> None:
+    import dataclasses
+
+    from gati_private_registry.app import create_app
+    from gati_private_registry.settings_mirror import MirrorSettings
+
+    assert registry.packument("leftpad").status_code == 200
+    read(registry.tarball("leftpad", "1.1.0"))
+    fake.add("uncached", "1.0.0")
+    offline = dataclasses.replace(settings, mirror=MirrorSettings(offline=True))
+    svc = build_services(offline, upstream_clients={"public": fake})
+    try:
+        other = Registry(create_app(offline, svc).test_client(), svc)
+        asked = len(fake.requests)
+        svc.mirror.docs._docs.clear()
+        age_cache(services=registry.services, name="leftpad")
+        resp = other.packument("leftpad", token=registry.token("admin", "read"))
+        assert resp.status_code == 200 and "Warning" not in resp.headers
+        assert read(other.tarball("leftpad", "1.1.0", token=registry.token("admin", "read"))) \
+            == fake.tarballs["https://upstream.example/leftpad/-/leftpad-1.1.0.tgz"]
+        missing = other.tarball("leftpad", "1.0.0", token=registry.token("admin", "read"))
+        assert missing.status_code == 404 and "offline" in missing.json["error"]
+        gone = other.packument("uncached", token=registry.token("admin", "read"))
+        assert gone.status_code == 404 and "offline" in gone.json["error"]
+        assert len(fake.requests) == asked  # the upstream was never asked
+    finally:
+        svc.close()

@@ -114,8 +114,6 @@ class Metrics:
                                  ["state"])
         self.decisions = Counter("gati_approval_decisions_total",
                                  "Approval decisions, by resulting state", ["state"])
-        self.upstream = Counter("gati_upstream_requests_total",
-                                "Requests to upstream registries", ["upstream", "outcome"])
 
 
 _metrics: Metrics | None = None

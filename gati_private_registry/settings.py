@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ValidationFailed, FieldError
+from .settings_mirror import (MirrorSettings, PackageSource, UpstreamSettings, build_packages,
+                              build_upstreams)
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,14 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     signing: SigningSettings = field(default_factory=SigningSettings)
     blobs: BlobSettings = field(default_factory=BlobSettings)
+    # -- the mirror (settings_mirror.py): [upstreams.NAME], [[packages]], [mirror]
+    upstreams: tuple[UpstreamSettings, ...] = ()
+    packages: tuple[PackageSource, ...] = ()
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
+
+    def upstream(self, name: str) -> UpstreamSettings | None:
+        """The upstream called ``name``, or None."""
+        return next((u for u in self.upstreams if u.name == name), None)
 
     @property
     def database_url(self) -> str:
@@ -188,7 +198,7 @@ class Settings:
         (``database={"url": ...}``)."""
         base: dict[str, Any] = {"data": str(tmp_path), "admin_password": "admin-pass-1",
                                 "secret_key": "test-secret"}
-        return _build([base, overrides])
+        return _build([base, overrides], {})
 
 
 def _parse_bool(value: Any) -> bool:
@@ -248,7 +258,7 @@ def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
 
 
 def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
-                   errors: list[FieldError]) -> Any:
+                   errors: list[FieldError], environ: Mapping[str, str] | None = None) -> Any:
     kwargs: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in raw.items():
@@ -257,6 +267,8 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
         if f is None:
             log.warning("unknown setting %s%s ignored", path, key)
             continue
+        if cls is Settings and key_n in ("upstreams", "packages"):
+            continue  # built below: they need each other
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
         if sub is not None and dataclasses.is_dataclass(sub):
             if not isinstance(value, Mapping):
@@ -276,6 +288,10 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
             errors.append(FieldError(path + "backend", f"must be one of {', '.join(BLOB_BACKENDS)}"))
         elif kwargs.get("backend") == "s3" and not kwargs.get("bucket"):
             errors.append(FieldError(path + "bucket", "the s3 backend needs a bucket"))
+    if cls is Settings:
+        kwargs["upstreams"] = build_upstreams(raw.get("upstreams", {}), errors, environ or {})
+        if "packages" in raw:
+            kwargs["packages"] = build_packages(raw["packages"], kwargs["upstreams"], errors)
     if cls is ApprovalSettings and kwargs.get("default_mode", "manual") not in APPROVAL_MODES:
         errors.append(FieldError(path + "default_mode", f"must be one of {', '.join(APPROVAL_MODES)}"))
     return cls(**kwargs)
@@ -301,12 +317,12 @@ def _policies(value: Any, path: str, errors: list[FieldError]) -> tuple[Approval
     return tuple(out)
 
 
-def _build(layers: list[Mapping[str, Any]]) -> Settings:
+def _build(layers: list[Mapping[str, Any]], environ: Mapping[str, str]) -> Settings:
     merged: dict[str, Any] = {}
     for layer in layers:
         _merge(merged, layer)
     errors: list[FieldError] = []
-    settings = _build_section(Settings, merged, "", errors)
+    settings = _build_section(Settings, merged, "", errors, environ)
     if errors:
         raise ValidationFailed("invalid settings", details=errors)
     return settings  # type: ignore[no-any-return]
@@ -344,4 +360,4 @@ def load_settings(config_file: str | Path | None = None, *,
     layers.append(env_layer(env))
     if overrides:
         layers.append({k: v for k, v in overrides.items() if v is not None})
-    return _build(layers)
+    return _build(layers, env)

@@ -20,6 +20,9 @@ from .publish import PublishService
 from .signing import KeyService
 from .teams import TeamService
 from .webhooks import WebhookService
+from .upstream import MirrorService, counter_names
+from .upstream.client import UpstreamClient
+from ..storage.counters import Counters
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Services:
     held: HeldVersions
     keys: KeyService
     webhooks: WebhookService
+    mirror: MirrorService
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -63,8 +67,10 @@ class Services:
 
 
 def build_services(settings: Settings, blobs: BlobStore | None = None,
-                   plugins: PluginHost | None = None) -> Services:
-    """Open the database and the blob store and wire the services together."""
+                   plugins: PluginHost | None = None,
+                   upstream_clients: dict[str, UpstreamClient] | None = None) -> Services:
+    """Open the database and the blob store and wire the services together
+    (``upstream_clients`` replace the HTTP clients of the configured upstreams)."""
     settings.data.mkdir(parents=True, exist_ok=True)
     generation = Generation(settings.data / "generation")
     # bumped only when credentials lose power (revocation, disabling), so the token
@@ -79,8 +85,13 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     teams = TeamService(db)
     keys = KeyService(settings.signing, db, KeyFiles(settings.keys_dir))
     approvals = ApprovalService(db, host, settings.approvals, teams, sign=keys.sign_version)
+    mirror = MirrorService(settings, db, store, host, approvals.plugin_configs,
+                           approvals.existing_names, keys.sign_version, generation.value,
+                           Counters(settings.data / "mirror-counters", counter_names(settings)),
+                           clients=upstream_clients)
     publish = PublishService(settings, db, store, host, approvals.plugin_configs,
-                             approvals.existing_names, sign=keys.sign_version)
+                             approvals.existing_names, sign=keys.sign_version,
+                             check_name=mirror.check_publish)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
         accounts=AccountService(settings, db, auth_generation),
@@ -94,4 +105,5 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         held=HeldVersions(db, generation.value),
         keys=keys,
         webhooks=WebhookService(db),
+        mirror=mirror,
     )

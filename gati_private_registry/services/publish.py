@@ -126,8 +126,11 @@ class PublishService:
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore,
                  plugins: PluginHost, approvals_config: Callable[[], tuple[dict[str, dict[str, Any]], set[str]]],
                  existing_names: Callable[[], frozenset[str]],
-                 sign: SignVersion | None = None) -> None:
+                 sign: SignVersion | None = None,
+                 check_name: Callable[[str], None] | None = None) -> None:
         self.settings = settings
+        #: the mirror's dependency-confusion check (raises for names upstreams serve)
+        self._check_name = check_name
         self._sign = sign
         self.db = db
         self.blobs = blobs
@@ -250,6 +253,8 @@ class PublishService:
         if not principal.can(Scope.PUBLISH):
             raise Forbidden("publishing needs a publish token")
         cand = self.parse(url_name, body)
+        if self._check_name is not None:
+            self._check_name(cand.name)
         votes, state, reason = self.review(principal, cand)
         if staged and state is not VersionState.REJECTED:
             # npm stage publish: nothing is installable until someone approves it

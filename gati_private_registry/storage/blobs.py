@@ -42,6 +42,26 @@ class BlobStore(Protocol):
     def stray_temp_files(self) -> list[Path]:
         """Temporary files a crash left behind (never blobs under a real name)."""
 
+    def writer(self) -> "BlobWriter":
+        """A blob written piece by piece (a tarball streamed from an upstream)."""
+
+
+class BlobWriter(Protocol):
+    """Bytes on their way into the store: nothing is visible under a digest until
+    :meth:`commit`; :meth:`abort` (or a failed commit) leaves nothing behind."""
+
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def data(self) -> bytes:
+        """Everything written so far (for checks that need the whole file)."""
+
+    def commit(self) -> str:
+        """Move the bytes into place under their sha512 digest; returns it."""
+
+    def abort(self) -> None: ...
+
 
 def _valid_digest(digest: str) -> bool:
     return len(digest) == 128 and all(c in "0123456789abcdef" for c in digest)
@@ -114,6 +134,23 @@ class FileBlobStore:
         except FileNotFoundError:
             pass
 
+    def writer(self) -> "_FileBlobWriter":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return _FileBlobWriter(self)
+
+    def _install(self, tmp: str, digest: str) -> None:
+        final = self._path(digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            os.unlink(tmp)
+            return
+        os.replace(tmp, final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
     def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-ready-", dir=self.root)
@@ -149,3 +186,50 @@ def open_blob_store(settings: "BlobSettings", default_dir: Path) -> BlobStore:
                            endpoint_url=settings.endpoint_url, region=settings.region,
                            access_key=settings.access_key, secret_key=settings.secret_key)
     return FileBlobStore(Path(settings.path) if settings.path else default_dir)
+
+
+class _FileBlobWriter:
+    """A temp file (``.tmp-*`` in the store's root, so the rename stays on one file
+    system) and a running sha512."""
+
+    def __init__(self, store: FileBlobStore) -> None:
+        self._store = store
+        fd, self._tmp = tempfile.mkstemp(prefix=".tmp-", dir=store.root)
+        self._fh = os.fdopen(fd, "w+b")
+        self._hash = hashlib.sha512()
+        self.size = 0
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def data(self) -> bytes:
+        self._fh.flush()
+        self._fh.seek(0)
+        out = self._fh.read()
+        self._fh.seek(0, os.SEEK_END)
+        return out
+
+    def commit(self) -> str:
+        digest = self._hash.hexdigest()
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._store._install(self._tmp, digest)
+            self._done = True
+        finally:
+            if not self._done:
+                self.abort()
+        return digest
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+        self._done = True

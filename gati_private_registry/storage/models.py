@@ -66,6 +66,9 @@ class Package(Base):
     rev: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: the upstream a mirrored package comes from; NULL: published here (then never
+    #: fetched from any upstream, and an upstream package never becomes a local one)
+    upstream: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Maintainer(Base):
@@ -121,6 +124,10 @@ class Version(Base):
     stage_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)
     #: the dist-tag the publisher asked for
     tag: Mapped[str] = mapped_column(String(214), default="latest", server_default="latest")
+    #: the upstream this version was mirrored from (NULL: published here), and the
+    #: upstream's ``dist`` (its signatures and attestations stay verifiable)
+    upstream: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    upstream_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     package: Mapped[Package] = relationship()
     publisher: Mapped[User | None] = relationship()
@@ -354,3 +361,62 @@ class VersionSignature(Base):
     #: base64 signature (raw 64 bytes for Ed25519, DER for ECDSA)
     sig: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UpstreamPackument(Base):
+    """The last packument an upstream sent for a name, with its validators, so metadata
+    is served within ``max_age`` without asking, revalidated with If-None-Match /
+    If-Modified-Since after, and served stale when the upstream is down."""
+
+    __tablename__ = "upstream_packuments"
+
+    name: Mapped[str] = mapped_column(String(214), primary_key=True)
+    upstream: Mapped[str] = mapped_column(String(64))
+    #: the upstream's JSON as sent (not yet merged with local state)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: sha256 of ``body``: tells processes whether their copy is this one
+    digest: Mapped[str] = mapped_column(String(64))
+    #: the upstream's validators (either may be empty: some upstreams send none)
+    etag: Mapped[str] = mapped_column(String(200), default="")
+    last_modified: Mapped[str] = mapped_column(String(100), default="")
+    #: when the upstream last confirmed this copy (200 or 304)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UpstreamRule(Base):
+    """An admin's curation of upstream versions: ``approve`` (pre-approve a range, e.g.
+    lodash ^4) or ``block`` (never served, whatever the policy says)."""
+
+    __tablename__ = "upstream_rules"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(214), index=True)
+    #: a semver range (``^4``, ``4.17.20``, ``*``)
+    range: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(214), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PrefetchJob(Base):
+    """Warming the mirror from a lockfile or a list: done by the lease holder in the
+    background, with progress for the panel."""
+
+    __tablename__ = "prefetch_jobs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: queued, running, done, failed
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    #: [[name, range or exact version], ...]; ``closure``: also their dependencies
+    specs: Mapped[list[Any]] = mapped_column(JSON)
+    closure: Mapped[bool] = mapped_column(Boolean, default=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    #: the first problems met: ["name@version: why", ...]
+    errors: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(214), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

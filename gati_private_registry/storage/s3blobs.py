@@ -5,6 +5,7 @@ sees a partial blob, and the digest is checked before anything is stored."""
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, cast
 
@@ -92,3 +93,43 @@ class S3BlobStore:
 
     def stray_temp_files(self) -> list[Path]:
         return []  # S3 PUTs are atomic: nothing half-written to clean up
+
+    def writer(self) -> "_S3BlobWriter":
+        return _S3BlobWriter(self)
+
+
+class _S3BlobWriter:
+    """Bytes gathered in a spooled temporary file, PUT whole on commit (S3 has no
+    partial objects to clean up)."""
+
+    def __init__(self, store: S3BlobStore) -> None:
+        self._store = store
+        self._buf = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
+        self._hash = hashlib.sha512()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._buf.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def data(self) -> bytes:
+        self._buf.seek(0)
+        out = self._buf.read()
+        self._buf.seek(0, 2)
+        return bytes(out)
+
+    def commit(self) -> str:
+        digest = self._hash.hexdigest()
+        try:
+            if not self._store.exists(digest):
+                self._buf.seek(0)
+                self._store.client.put_object(Bucket=self._store.bucket,
+                                              Key=self._store._key(digest), Body=self._buf.read(),
+                                              ContentType="application/octet-stream")
+        finally:
+            self._buf.close()
+        return digest
+
+    def abort(self) -> None:
+        self._buf.close()

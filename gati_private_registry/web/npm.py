@@ -384,7 +384,15 @@ def h_keys(route: NpmRoute) -> Response:
         keys.append({"expires": iso(expires) if expires else None, "keyid": k.keyid,
                      "keytype": "ecdsa-sha2-nistp256", "scheme": "ecdsa-sha2-nistp256",
                      "key": k.public_key})
+    # mirrored versions keep their upstream's signatures: its keys are served beside ours
+    keys += _services().mirror.upstream_keys()
     return _json({"keys": keys})
+
+
+def h_attestations(route: NpmRoute) -> Response:
+    services = _services()
+    auth.reader(request.environ, services)
+    return Response(services.mirror.attestations(route.arg), mimetype="application/json")
 
 
 def h_visibility(route: NpmRoute) -> Response:
@@ -410,6 +418,7 @@ _HANDLERS: dict[tuple[str, str], Callable[[NpmRoute], Response]] = {
     ("audit", "POST"): h_audit,
     ("visibility", "GET"): h_visibility,
     ("keys", "GET"): h_keys,
+    ("attestations", "GET"): h_attestations,
     ("stage_publish", "POST"): h_stage_publish,
     ("stage_list", "GET"): h_stage_list,
     ("stage_item", "GET"): h_stage_view,

@@ -39,6 +39,8 @@ def parse_path(path: str) -> NpmRoute | None:
             return NpmRoute("logout", arg="/".join(rest[2:]))
         if rest == ["npm", "v1", "keys"]:
             return NpmRoute("keys")
+        if len(rest) >= 4 and rest[:3] == ["npm", "v1", "attestations"]:
+            return NpmRoute("attestations", arg="/".join(rest[3:]))
         if rest == ["npm", "v1", "tokens"]:
             return NpmRoute("tokens")
         if len(rest) >= 5 and rest[:4] == ["npm", "v1", "tokens", "token"]:

@@ -17,6 +17,7 @@ from ..services.held import encode as encode_document
 from ..services.packuments import Representation
 from . import auth
 from .errors import auth_headers, npm_body, status_for
+from .mirror_read import STALE_WARNING, mirror_packument, mirror_tarball
 from .npm_paths import parse_path
 
 ABBREVIATED = "application/vnd.npm.install-v1+json"
@@ -71,7 +72,10 @@ class NpmReadPath:
         abbreviated = ABBREVIATED in environ.get("HTTP_ACCEPT", "")
         base = auth.base_url(environ, self.services.settings)
         fresh = "write=true" in environ.get("QUERY_STRING", "")
-        rep = self.services.packuments.get(name, base, abbreviated, fresh=fresh)
+        # the mirror (issue 7) answers for names an upstream serves
+        mirrored = mirror_packument(self.services, name, base, abbreviated)
+        rep = mirrored[0] if mirrored else self.services.packuments.get(
+            name, base, abbreviated, fresh=fresh)
         # `npm view` shows a publisher their own held versions (approvers: all), with
         # their state. Only `npm view`: npm 11 installs read the full document too, and
         # must never resolve to a version whose tarball is refused
@@ -95,6 +99,8 @@ class NpmReadPath:
         if _etag_matches(environ, etag):
             start_response("304 Not Modified", headers)
             return []
+        if mirrored and mirrored[1]:
+            headers.append(STALE_WARNING)
         body = rep.gzipped() if use_gzip else rep.body
         if use_gzip:
             headers.append(("Content-Encoding", "gzip"))
@@ -107,6 +113,10 @@ class NpmReadPath:
         try:
             ref = self.services.packages.tarball(name, filename)
         except NotFound:
+            fetched = mirror_tarball(self.services, name, filename, environ, start_response,
+                                     error_response)
+            if fetched is not None:
+                return fetched
             # blocked means blocked everywhere, and the client is told why
             bare = name.rpartition("/")[2]
             version = filename[len(bare) + 1:-4] if filename.startswith(bare + "-") else None

@@ -5,6 +5,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from .. import observability
+from ..services.upstream.status import metrics_text
 
 bp = Blueprint("ops", __name__)
 
@@ -29,5 +30,8 @@ def prometheus() -> ResponseReturnValue:
     """Prometheus text format: every worker's counters and the database gauges. Like
     ``/healthz``, not authenticated: keep it on the internal network (see
     docs/operations.md)."""
-    body, content_type = observability.render(current_app.extensions["gati"])
+    services = current_app.extensions["gati"]
+    body, content_type = observability.render(services)
+    # the mirror's counters live in a per-machine shared file (services/upstream/status.py)
+    body += metrics_text(services.mirror).encode()
     return Response(body, content_type=content_type)

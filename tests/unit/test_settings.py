@@ -95,3 +95,66 @@ def test_bad_approval_and_webhook_values_are_reported() -> None:
     fields = {d.field for d in err.value.details}
     assert fields == {"approvals.default_mode", "approvals.policies[0].mode",
                       "approvals.policies[1]", "approvals.policies[2].approvers", "webhooks.timeout"}
+
+
+def test_upstreams_and_package_patterns(tmp_path: Path) -> None:
+    s = load_settings(environ={})
+    assert s.upstreams == () and s.packages == ()      # no patterns: everything stays local
+    assert s.mirror.offline is False
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[upstreams.public]\nurl = "https://registry.example.internal/"\n'
+                   'token_env = "PUBLIC_TOKEN"\nmax_age = "10m"\ntimeout = "30s"\n'
+                   'ca_file = "/etc/corp-ca.pem"\nretries = 4\nmax_concurrent = 3\n'
+                   '[[packages]]\npattern = "@corp/*"\nsource = "local"\n'
+                   '[[packages]]\npattern = "@gati-modules/*"\nsource = "public"\n'
+                   'approval = "auto"\nmin_age = "7d"\n'
+                   '[[packages]]\npattern = "*"\nsource = "public"\n[mirror]\noffline = true\n')
+    s = load_settings(cfg, environ={"PUBLIC_TOKEN": "secret-1",
+                                    "GATI_REGISTRY_UPSTREAMS__PUBLIC__TIMEOUT": "5s"})
+    [up] = s.upstreams
+    assert (up.name, up.url, up.token, up.ca_file) == (
+        "public", "https://registry.example.internal/", "secret-1", "/etc/corp-ca.pem")
+    assert (up.max_age, up.timeout, up.retries, up.max_concurrent) == (600.0, 5.0, 4, 3)
+    assert up.stale_timeout == 3.0
+    assert s.upstream("public") is up and s.upstream("other") is None
+    assert [(p.pattern, p.source, p.approval, p.min_age) for p in s.packages] == [
+        ("@corp/*", "local", "", 0.0), ("@gati-modules/*", "public", "auto", 7 * 86400.0),
+        ("*", "public", "", 0.0)]
+    assert s.mirror.offline is True
+
+
+def test_upstreams_from_the_environment() -> None:
+    s = load_settings(environ={"GATI_REGISTRY_UPSTREAMS__PUBLIC__URL": "http://127.0.0.1:9/npm/",
+                               "GATI_REGISTRY_UPSTREAMS__PUBLIC__MAX_AGE": "90",
+                               "GATI_REGISTRY_PACKAGES": "@corp/*=local, *=public",
+                               "GATI_REGISTRY_MIRROR__OFFLINE": "true"})
+    assert s.upstreams[0].url == "http://127.0.0.1:9/npm/" and s.upstreams[0].max_age == 90.0
+    assert [(p.pattern, p.source) for p in s.packages] == [("@corp/*", "local"), ("*", "public")]
+    assert s.mirror.offline is True
+
+
+def test_bad_mirror_values_are_reported() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        load_settings(environ={}, overrides={
+            "upstreams": {"public": {"url": "ftp://x", "timeout": "soon", "retries": -1,
+                                     "token_env": "NOT_SET_ANYWHERE", "colour": "red"},
+                          "local": {"url": "http://x/"}},
+            "packages": [{"pattern": "@a/*", "source": "elsewhere"}, {"source": "local"},
+                         {"pattern": "b*", "source": "public", "approval": "maybe"},
+                         {"pattern": "c*", "source": "public", "min_age": "a while"},
+                         {"pattern": "d*", "source": "deny", "extra": 1}]})
+    fields = {d.field for d in err.value.details}
+    assert fields == {"upstreams.public.url", "upstreams.public.timeout",
+                      "upstreams.public.retries", "upstreams.public.token_env",
+                      "upstreams.public.colour", "upstreams.local", "packages[0].source",
+                      "packages[1]", "packages[2].approval", "packages[3].min_age",
+                      "packages[4]"}
+
+
+def test_durations() -> None:
+    from gati_private_registry.settings_mirror import parse_duration
+    assert parse_duration("10m") == 600 and parse_duration("500ms") == 0.5
+    assert parse_duration(7) == 7.0 and parse_duration("2d") == 172800
+    for bad in ("soon", -1, True):
+        with pytest.raises(ValueError):
+            parse_duration(bad)

@@ -49,3 +49,25 @@ def test_generation_is_shared_between_instances(tmp_path: Path) -> None:
     start = a.value()
     assert b.bump() == start + 1
     assert a.value() == start + 1
+
+
+def test_writer_streams_into_place_only_on_commit(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    w = store.writer()
+    w.write(b"hel")
+    w.write(b"lo")
+    assert w.size == 5 and w.data() == b"hello"
+    digest = hashlib.sha512(b"hello").hexdigest()
+    assert not store.exists(digest)                  # nothing visible before commit
+    assert w.commit() == digest
+    with store.open(digest) as fh:
+        assert fh.read() == b"hello"
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_aborted_writer_leaves_nothing(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    w = store.writer()
+    w.write(b"truncated upstream tarb")
+    w.abort()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -144,10 +144,14 @@ def token() -> None:
               default="publish", show_default=True)
 @click.option("--expires-days", type=int, default=None)
 @click.option("--name", default="created by gati-registry token create")
+@click.option("--package", "packages", multiple=True,
+              help="Limit the token to packages matching this pattern (repeatable): @team/*")
+@click.option("--cidr", multiple=True, help="Limit the token to this address range (repeatable).")
 @data_option
 @click.pass_context
 def token_create(ctx: click.Context, username: str, scope: str, expires_days: int | None,
-                 name: str, data: Path | None) -> None:
+                 name: str, packages: tuple[str, ...], cidr: tuple[str, ...],
+                 data: Path | None) -> None:
     """Print a new token (and nothing else) on stdout."""
     from ..app import prepare
 
@@ -156,7 +160,9 @@ def token_create(ctx: click.Context, username: str, scope: str, expires_days: in
         if generated:
             click.echo(f"Created user 'admin' with password: {generated}", err=True)
         new = services.accounts.create_token(None, username, scope, name=name,
-                                             expires_days=expires_days)
+                                             expires_days=expires_days,
+                                             cidr=list(cidr) or None,
+                                             packages=list(packages) or None)
     except RegistryError as exc:
         _fail(exc)
         return

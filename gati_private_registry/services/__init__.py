@@ -10,6 +10,7 @@ from ..storage.db import Database, make_engine
 from ..storage.keyfiles import KeyFiles
 from .accounts import AccountService
 from .approvals import ApprovalService
+from .audit import AuditLog
 from .held import HeldVersions
 from .packages import PackageService
 from .packuments import PackumentCache
@@ -17,6 +18,7 @@ from .plugin_admin import PluginAdminService
 from .plugins import PluginHost
 from .publish import PublishService
 from .signing import KeyService
+from .signon import SignOnService
 from .teams import TeamService
 from .webhooks import WebhookService
 
@@ -38,6 +40,8 @@ class Services:
     held: HeldVersions
     keys: KeyService
     webhooks: WebhookService
+    signon: SignOnService
+    audit: AuditLog
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -56,6 +60,8 @@ class Services:
         return status
 
     def close(self) -> None:
+        if self.signon.directory is not None:
+            self.signon.directory.close()
         self.db.dispose()
 
 
@@ -74,13 +80,19 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     store = blobs or FileBlobStore(settings.blob_dir)
     host = plugins or PluginHost(blocked=settings.plugins.blocked)
     teams = TeamService(db)
+    directory = None
+    if settings.ldap.enabled:
+        from .directory import LdapDirectory  # python-ldap is an optional extra
+
+        directory = LdapDirectory(settings.ldap)
+    signon = SignOnService(settings, db, directory, auth_generation.bump)
     keys = KeyService(settings.signing, db, KeyFiles(settings.data / "keys"))
     approvals = ApprovalService(db, host, settings.approvals, teams, sign=keys.sign_version)
     publish = PublishService(settings, db, store, host, approvals.plugin_configs,
                              approvals.existing_names, sign=keys.sign_version)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
-        accounts=AccountService(settings, db, auth_generation),
+        accounts=AccountService(settings, db, auth_generation, signon),
         publish=publish,
         packages=PackageService(db, publish, generation.value),
         packuments=PackumentCache(db, generation.value),
@@ -91,4 +103,6 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         held=HeldVersions(db, generation.value),
         keys=keys,
         webhooks=WebhookService(db),
+        signon=signon,
+        audit=AuditLog(db),
     )

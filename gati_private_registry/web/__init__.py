@@ -10,7 +10,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import RegistryError, TooLarge
 from ..services import Services
-from . import api, api_plugins, npm, ops, panel, panel_plugins, webhooks
+from . import (api, api_plugins, audit, npm, ops, panel, panel_plugins, sessions, tokens,
+               webhooks)
 from .errors import api_body, auth_headers, npm_body, status_for
 
 log = logging.getLogger(__name__)
@@ -46,18 +47,18 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.config.update(
         SECRET_KEY=secret_key,
         MAX_CONTENT_LENGTH=services.settings.limits.max_request_size,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=services.settings.public_url.startswith("https://"),
         WTF_CSRF_TIME_LIMIT=None,
         JSON_SORT_KEYS=False,
     )
     app.extensions["gati"] = services
+    sessions.init_app(app, services)
     csrf = CSRFProtect(app)
     csrf.exempt(npm.bp)  # token-authenticated APIs for CLIs and scripts, no cookies involved
     csrf.exempt(api.bp)
     csrf.exempt(api_plugins.bp)
     csrf.exempt(webhooks.api_bp)
+    csrf.exempt(audit.api_bp)
+    csrf.exempt(tokens.api_bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(npm.bp)
     app.register_blueprint(api.bp)
@@ -66,6 +67,10 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(panel_plugins.bp)
     app.register_blueprint(webhooks.api_bp)
     app.register_blueprint(webhooks.panel_bp)
+    app.register_blueprint(audit.api_bp)
+    app.register_blueprint(audit.panel_bp)
+    app.register_blueprint(tokens.api_bp)
+    app.register_blueprint(tokens.panel_bp)
 
     app.register_error_handler(RegistryError, render_error)
 

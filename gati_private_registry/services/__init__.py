@@ -17,6 +17,7 @@ from .packuments import PackumentCache
 from .plugin_admin import PluginAdminService
 from .plugins import PluginHost
 from .publish import PublishService
+from .saml import SamlServiceProvider
 from .signing import KeyService
 from .signon import SignOnService
 from .teams import TeamService
@@ -42,6 +43,8 @@ class Services:
     webhooks: WebhookService
     signon: SignOnService
     audit: AuditLog
+    #: None unless ``[saml] enabled``
+    saml: SamlServiceProvider | None = None
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -105,4 +108,5 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         webhooks=WebhookService(db),
         signon=signon,
         audit=AuditLog(db),
+        saml=SamlServiceProvider(settings.saml, db) if settings.saml.enabled else None,
     )

@@ -10,8 +10,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import RegistryError, TooLarge
 from ..services import Services
-from . import (api, api_plugins, audit, npm, ops, panel, panel_plugins, sessions, tokens,
-               webhooks)
+from . import (api, api_plugins, audit, npm, ops, panel, panel_plugins, saml, sessions,
+               tokens, webhooks)
 from .errors import api_body, auth_headers, npm_body, status_for
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     csrf.exempt(webhooks.api_bp)
     csrf.exempt(audit.api_bp)
     csrf.exempt(tokens.api_bp)
+    # the IdP's signed response is the proof here; a CSRF token cannot cross sites
+    csrf.exempt(saml.acs)
+    csrf.exempt(saml.slo)
     app.register_blueprint(ops.bp)
     app.register_blueprint(npm.bp)
     app.register_blueprint(api.bp)
@@ -71,6 +74,7 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(audit.panel_bp)
     app.register_blueprint(tokens.api_bp)
     app.register_blueprint(tokens.panel_bp)
+    app.register_blueprint(saml.bp)
 
     app.register_error_handler(RegistryError, render_error)
 

@@ -66,9 +66,13 @@ def local_target(target: str) -> str:
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
     held = sessions.sign_out()
-    if held.get("saml_nameid") and _services().settings.saml.enabled:
+    saml = _services().saml
+    if held.get("saml_nameid") and saml is not None:
         # single logout: the IdP ends its session too, then sends the browser back
-        return redirect(url_for("saml.logout_start"))
+        base = auth.base_url(request.environ, _services().settings)
+        location = saml.logout_redirect(base, held["saml_nameid"], held.get("saml_index", ""))
+        if location:
+            return redirect(location)
     flash("Signed out.")
     return redirect(url_for("panel.login"))
 

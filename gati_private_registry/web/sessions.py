@@ -64,9 +64,7 @@ def sign_in(row: User, origin: Origin, how: str) -> None:
     """Start a fresh session for ``row`` (never reusing the old one's contents) and
     audit the sign-in."""
     services: Services = current_app.extensions["gati"]
-    keep = {k: session[k] for k in ("saml_nameid",) if k in session}
     session.clear()
-    session.update(keep)
     login_user(PanelUser(row))
     g.user = row
     services.accounts.record_sign_in(row, origin, how)

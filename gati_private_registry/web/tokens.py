@@ -119,7 +119,8 @@ def _principal() -> Principal:
 def _render(principal: Principal, **extra: Any) -> str:
     scopes = [s.value for s in Scope if ROLE_MAX_SCOPE[Role(g.user.role)].allows(s)]
     return render_template("tokens.html", tokens=_services().accounts.list_tokens(principal),
-                           scopes=scopes, **{"errors": {}, "form": {}, **extra})
+                           scopes=scopes, can_manage=principal.can(Scope.PUBLISH),
+                           **{"errors": {}, "form": {}, **extra})
 
 
 @panel_bp.route("", methods=["GET", "POST"])

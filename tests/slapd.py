@@ -178,6 +178,10 @@ class Slapd:
         finally:
             conn.unbind_s()
 
+    def registry_settings(self) -> dict[str, Any]:
+        """The registry's ``[ldap]`` and ``[sso]`` settings for this directory."""
+        return ldap_settings(self.uri)
+
     def log(self) -> str:
         try:
             with open(os.path.join(self.tmp, "slapd.log"), errors="replace") as fh:

@@ -662,6 +662,13 @@ def throwaway_database(engine: Any) -> Iterator[str]:
 # --------------------------------------------------------------------------- the server
 
 
+@pytest.fixture(scope="module")
+def registry_env() -> dict[str, str]:
+    """Extra ``GATI_REGISTRY_*`` variables (named without the prefix) that fixtures
+    compute, such as a test directory's URL; a module overrides this fixture."""
+    return {}
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def registry_server(request: pytest.FixtureRequest,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
@@ -680,6 +687,8 @@ def registry_server(request: pytest.FixtureRequest,
     })
     env.update({f"GATI_REGISTRY_{k}": v
                 for k, v in getattr(request.module, "REGISTRY_ENV", {}).items()})
+    env.update({f"GATI_REGISTRY_{k}": v
+                for k, v in request.getfixturevalue("registry_env").items()})
     with contextlib.ExitStack() as stack:
         if backend == "postgres":
             engine = request.getfixturevalue("pg_admin_engine")

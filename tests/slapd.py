@@ -36,6 +36,7 @@ PEOPLE = "ou=people," + BASE_DN
 GROUPS = "ou=groups," + BASE_DN
 
 SLAPD_CONF = """\
+{tls}
 include {schema}/core.schema
 include {schema}/cosine.schema
 include {schema}/inetorgperson.schema
@@ -118,27 +119,83 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def make_tls_files(directory: str) -> tuple[str, str, str]:
+    """A CA and a server certificate it signed for 127.0.0.1/localhost:
+    (CA cert, server cert, server key) PEM paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = (x509.CertificateBuilder().subject_name(name("gati test CA")).issuer_name(name("gati test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = tuple(os.path.join(directory, n) for n in ("ca.crt", "server.crt", "server.key"))
+    with open(paths[0], "wb") as fh:
+        fh.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[2], "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM,
+                                   serialization.PrivateFormat.TraditionalOpenSSL,
+                                   serialization.NoEncryption()))
+    return paths  # type: ignore[return-value]
+
+
 class Slapd:
     """``start()`` returns once the server answers and the seed is loaded; ``stop()``
-    ends it (only the process this object started) and removes its files."""
+    ends it (only the process this object started) and removes its files. With
+    ``tls``, it also listens for ldaps:// (``ldaps_uri``) and offers StartTLS, with a
+    certificate from a throwaway CA (``ca_file``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         self.tmp = tempfile.mkdtemp(prefix="gati-slapd-")
         self.port = free_port()
         self.uri = f"ldap://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.ldaps_uri = ""
+        self.ca_file = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
     def start(self, timeout: float = 15.0) -> "Slapd":
         os.makedirs(os.path.join(self.tmp, "data"), exist_ok=True)
         conf = os.path.join(self.tmp, "slapd.conf")
+        tls, urls = "", self.uri + "/"
+        if self.tls:
+            self.ca_file, cert, key = make_tls_files(self.tmp)
+            tls = (f"TLSCACertificateFile {self.ca_file}\nTLSCertificateFile {cert}\n"
+                   f"TLSCertificateKeyFile {key}\n")
+            self.ldaps_uri = f"ldaps://127.0.0.1:{free_port()}"
+            urls += " " + self.ldaps_uri + "/"
         with open(conf, "w") as fh:
             fh.write(SLAPD_CONF.format(schema=SCHEMA_DIR, modules=MODULE_DIR, tmp=self.tmp,
                                        base=BASE_DN, rootdn=ROOT_DN, rootpw=ROOT_PW,
-                                       service=SERVICE_DN))
+                                       service=SERVICE_DN, tls=tls))
         self._log = open(os.path.join(self.tmp, "slapd.log"), "wb")
         # -d 0: stay in the foreground, so Popen holds the real PID
-        self.proc = subprocess.Popen([SLAPD, "-f", conf, "-h", self.uri + "/", "-d", "0"],
+        self.proc = subprocess.Popen([SLAPD, "-f", conf, "-h", urls, "-d", "0"],
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout

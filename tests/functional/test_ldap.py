@@ -206,3 +206,44 @@ def test_directory_going_down_after_use(registry: Registry, own_slapd: Slapd,
                                                  "csrf_token": csrf})
     assert panel.status_code == 503 and "cannot be reached" in panel.text
     assert registry.client.get("/my/versions").status_code == 302  # not signed in
+
+
+@pytest.fixture(scope="module")
+def tls_slapd() -> Any:
+    server = Slapd(tls=True).start()
+    server.load(seed_ldif())
+    yield server
+    server.stop()
+
+
+def _tls_settings(server: Slapd, **ldap: Any) -> dict[str, Any]:
+    base = ldap_settings(server.uri)
+    base["ldap"].update(ldap)
+    return base
+
+
+def _directory(settings: dict[str, Any]) -> Any:
+    from gati_private_registry.services.directory import LdapDirectory
+    from gati_private_registry.settings import LdapSettings
+
+    return LdapDirectory(LdapSettings(**settings["ldap"]))
+
+
+def test_ldaps_and_starttls_with_a_ca_file(tls_slapd: Slapd, tmp_path: Any) -> None:
+    from gati_private_registry.errors import Unavailable
+
+    from ..slapd import make_tls_files
+
+    ldaps = _directory(_tls_settings(tls_slapd, url=tls_slapd.ldaps_uri, ca_file=tls_slapd.ca_file))
+    starttls = _directory(_tls_settings(tls_slapd, start_tls=True, ca_file=tls_slapd.ca_file))
+    for directory in (ldaps, starttls):
+        found = directory.authenticate("bob", "bob-pw")
+        assert found is not None and "payments-devs" in found.groups
+        assert directory.authenticate("bob", "wrong") is None
+        directory.close()
+    # a certificate from a CA we were not told to trust is an outage, never a sign-in
+    other_ca = make_tls_files(str(tmp_path))[0]
+    for settings in (_tls_settings(tls_slapd, url=tls_slapd.ldaps_uri, ca_file=other_ca),
+                     _tls_settings(tls_slapd, start_tls=True, ca_file=other_ca)):
+        with pytest.raises(Unavailable):
+            _directory(settings).authenticate("bob", "bob-pw")

@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 
 class Role(str, enum.Enum):
     ADMIN = "admin"
     APPROVER = "approver"
     PUBLISHER = "publisher"
+    #: reads, and reads the audit log
+    AUDITOR = "auditor"
     READER = "reader"
+
+    @property
+    def rank(self) -> int:
+        """Order for "the highest role wins" when directory groups give several."""
+        return _ROLE_RANK[self]
 
 
 class Scope(str, enum.Enum):
@@ -29,10 +37,13 @@ class Scope(str, enum.Enum):
 
 
 _SCOPE_RANK = {Scope.READ: 0, Scope.PUBLISH: 1, Scope.APPROVE: 2, Scope.ADMIN: 3}
+_ROLE_RANK = {Role.READER: 0, Role.AUDITOR: 1, Role.PUBLISHER: 2, Role.APPROVER: 3,
+              Role.ADMIN: 4}
 
 #: the highest scope a role may hold
-ROLE_MAX_SCOPE = {Role.READER: Scope.READ, Role.PUBLISHER: Scope.PUBLISH,
-                  Role.APPROVER: Scope.APPROVE, Role.ADMIN: Scope.ADMIN}
+ROLE_MAX_SCOPE = {Role.READER: Scope.READ, Role.AUDITOR: Scope.READ,
+                  Role.PUBLISHER: Scope.PUBLISH, Role.APPROVER: Scope.APPROVE,
+                  Role.ADMIN: Scope.ADMIN}
 
 
 class VersionState(str, enum.Enum):
@@ -51,13 +62,24 @@ class Principal:
     role: Role
     scope: Scope
     token_id: int | None = None
+    #: package-name patterns (fnmatch) the token is limited to; empty: every package
+    packages: tuple[str, ...] = ()
 
     def can(self, needed: Scope) -> bool:
         return self.scope.allows(needed) and ROLE_MAX_SCOPE[self.role].allows(needed)
 
+    def covers(self, name: str) -> bool:
+        """Whether this token may act on package ``name`` at all."""
+        return not self.packages or any(fnmatchcase(name, p) for p in self.packages)
+
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN and self.scope is Scope.ADMIN
+
+    @property
+    def can_read_audit(self) -> bool:
+        """The audit log is for admins and auditors."""
+        return self.is_admin or self.role is Role.AUDITOR
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,16 @@ class Forbidden(RegistryError):
     code = "forbidden"
 
 
+class RateLimited(RegistryError):
+    """Too many attempts (failed sign-ins): try again after ``retry_after`` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 60, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
 class TooLarge(RegistryError):
     code = "too_large"
 

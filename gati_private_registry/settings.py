@@ -130,6 +130,88 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class LdapSettings:
+    """Sign-in against an LDAP directory (needs the ``ldap`` extra: python-ldap)."""
+
+    enabled: bool = False
+    #: ``ldap://host:389`` or ``ldaps://host:636``
+    url: str = ""
+    #: upgrade an ``ldap://`` connection with StartTLS before binding
+    start_tls: bool = False
+    #: CA certificates for ldaps/StartTLS; empty: the system store
+    ca_file: str = ""
+    #: the service account that searches for users (empty: anonymous search)
+    bind_dn: str = ""
+    bind_password: str = ""
+    #: where users live, and how one is found (``{username}`` is filter-escaped)
+    user_base: str = ""
+    user_filter: str = "(uid={username})"
+    #: where groups live, and which ones hold a user (``{dn}`` is filter-escaped)
+    group_base: str = ""
+    group_filter: str = "(|(member={dn})(uniqueMember={dn}))"
+    group_name_attribute: str = "cn"
+    #: follow groups that are members of groups (nested groups)
+    nested_groups: bool = True
+    email_attribute: str = "mail"
+    display_name_attribute: str = "cn"
+    #: seconds for connecting and for each operation
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class SamlSettings:
+    """SAML 2.0 single sign-on as a service provider (needs the ``saml`` extra: pysaml2)."""
+
+    enabled: bool = False
+    #: this service provider's entity id; empty: ``<public_url>/saml/metadata``
+    entity_id: str = ""
+    #: the identity provider's metadata: a file, or a URL fetched at start
+    idp_metadata_file: str = ""
+    idp_metadata_url: str = ""
+    #: the SP's own key pair (PEM), for signed requests and encrypted assertions
+    key_file: str = ""
+    cert_file: str = ""
+    #: the xmlsec1 binary pysaml2 signs and verifies with (empty: found on PATH)
+    xmlsec_binary: str = ""
+    #: accept responses nobody asked for (IdP-initiated login)
+    allow_idp_initiated: bool = True
+    #: attribute names in the assertion (empty username attribute: the NameID)
+    username_attribute: str = "uid"
+    email_attribute: str = "mail"
+    display_name_attribute: str = "displayName"
+    groups_attribute: str = "groups"
+    #: seconds of clock difference tolerated in assertion time checks
+    clock_skew: int = 60
+
+
+@dataclass(frozen=True)
+class SsoRule:
+    """Directory group (LDAP group name or DN, SAML group value) → team and/or role."""
+
+    group: str = ""
+    team: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class SsoSettings:
+    """What directory (LDAP/SAML) users become, and sign-in protection for everyone."""
+
+    #: groups → teams and roles, applied at every sign-in (leaving a group takes the
+    #: team or role away at the next sign-in)
+    rules: tuple[SsoRule, ...] = ()
+    #: the role of a directory user no role rule matches
+    default_role: str = "reader"
+    #: when not empty, directory users outside all of these groups may not sign in
+    allowed_groups: tuple[str, ...] = ()
+    #: failed sign-ins for one name within ``lockout_minutes`` that lock it for that long
+    lockout_failures: int = 5
+    lockout_minutes: int = 15
+    #: failed sign-ins from one address per minute before it is refused for a minute
+    max_failures_per_ip: int = 30
+
+
+@dataclass(frozen=True)
 class PluginSettings:
     #: plugin names never loaded, even when installed
     blocked: tuple[str, ...] = ()
@@ -177,6 +259,9 @@ class Settings:
     def upstream(self, name: str) -> UpstreamSettings | None:
         """The upstream called ``name``, or None."""
         return next((u for u in self.upstreams if u.name == name), None)
+    ldap: LdapSettings = field(default_factory=LdapSettings)
+    saml: SamlSettings = field(default_factory=SamlSettings)
+    sso: SsoSettings = field(default_factory=SsoSettings)
 
     @property
     def database_url(self) -> str:
@@ -279,6 +364,8 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
         try:
             if str(f.type).startswith("tuple[ApprovalPolicy"):
                 kwargs[key_n] = _policies(value, path + key_n, errors)
+            elif str(f.type).startswith("tuple[SsoRule"):
+                kwargs[key_n] = _sso_rules(value, path + key_n, errors)
             else:
                 kwargs[key_n] = _coerce(value, f.type, key_n)
         except (TypeError, ValueError) as exc:
@@ -294,7 +381,40 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
             kwargs["packages"] = build_packages(raw["packages"], kwargs["upstreams"], errors)
     if cls is ApprovalSettings and kwargs.get("default_mode", "manual") not in APPROVAL_MODES:
         errors.append(FieldError(path + "default_mode", f"must be one of {', '.join(APPROVAL_MODES)}"))
+    if cls is SsoSettings and kwargs.get("default_role", "reader") not in ROLES:
+        errors.append(FieldError(path + "default_role", f"must be one of {', '.join(ROLES)}"))
+    if cls is LdapSettings and kwargs.get("enabled") and not str(kwargs.get("url", "")).startswith(
+            ("ldap://", "ldaps://", "ldapi://")):
+        errors.append(FieldError(path + "url", "must be an ldap://, ldaps:// or ldapi:// URL"))
+    if cls is SamlSettings and kwargs.get("enabled") and not (
+            kwargs.get("idp_metadata_file") or kwargs.get("idp_metadata_url")):
+        errors.append(FieldError(path + "idp_metadata_file",
+                                 "SAML needs the identity provider's metadata (file or URL)"))
     return cls(**kwargs)
+
+
+#: the role names (kept here too: settings may not import the domain module's users)
+ROLES = ("admin", "approver", "publisher", "auditor", "reader")
+
+
+def _sso_rules(value: Any, path: str, errors: list[FieldError]) -> tuple[SsoRule, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of tables with group and team and/or role")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not isinstance(item.get("group"), str) \
+                or not item["group"]:
+            errors.append(FieldError(f"{path}[{i}]", "needs a group"))
+            continue
+        team, role = item.get("team", ""), item.get("role", "")
+        if not isinstance(team, str) or not isinstance(role, str) or not (team or role):
+            errors.append(FieldError(f"{path}[{i}]", "needs a team or a role (strings)"))
+            continue
+        if role and role not in ROLES:
+            errors.append(FieldError(f"{path}[{i}].role", f"must be one of {', '.join(ROLES)}"))
+            continue
+        out.append(SsoRule(group=item["group"], team=team, role=role))
+    return tuple(out)
 
 
 def _policies(value: Any, path: str, errors: list[FieldError]) -> tuple[ApprovalPolicy, ...]:

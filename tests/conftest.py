@@ -141,3 +141,20 @@ def app(settings: Settings, services: Services) -> Any:
 @pytest.fixture
 def client(app: Any) -> Any:
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Any]:
+    """A real OpenLDAP server with the people and (nested) groups of tests/slapd.py.
+    slapd missing is a failure, not a skip (scripts/test installs it)."""
+    from .slapd import SLAPD, Slapd, seed_ldif
+
+    if not os.access(SLAPD, os.X_OK):
+        pytest.fail("slapd not found: the LDAP tests need a real OpenLDAP server "
+                    "(apt-get install slapd ldap-utils)", pytrace=False)
+    server = Slapd().start()
+    try:
+        server.load(seed_ldif())
+        yield server
+    finally:
+        server.stop()

@@ -109,7 +109,7 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["admin", "approver", "publisher", "reader"]),
+@click.option("--role", type=click.Choice(["admin", "approver", "publisher", "auditor", "reader"]),
               required=True)
 @click.option("--email", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
@@ -144,10 +144,14 @@ def token() -> None:
               default="publish", show_default=True)
 @click.option("--expires-days", type=int, default=None)
 @click.option("--name", default="created by gati-registry token create")
+@click.option("--package", "packages", multiple=True,
+              help="Limit the token to packages matching this pattern (repeatable): @team/*")
+@click.option("--cidr", multiple=True, help="Limit the token to this address range (repeatable).")
 @data_option
 @click.pass_context
 def token_create(ctx: click.Context, username: str, scope: str, expires_days: int | None,
-                 name: str, data: Path | None) -> None:
+                 name: str, packages: tuple[str, ...], cidr: tuple[str, ...],
+                 data: Path | None) -> None:
     """Print a new token (and nothing else) on stdout."""
     from ..app import prepare
 
@@ -156,7 +160,9 @@ def token_create(ctx: click.Context, username: str, scope: str, expires_days: in
         if generated:
             click.echo(f"Created user 'admin' with password: {generated}", err=True)
         new = services.accounts.create_token(None, username, scope, name=name,
-                                             expires_days=expires_days)
+                                             expires_days=expires_days,
+                                             cidr=list(cidr) or None,
+                                             packages=list(packages) or None)
     except RegistryError as exc:
         _fail(exc)
         return
@@ -217,13 +223,35 @@ def team_remove_member(ctx: click.Context, team_name: str, username: str,
     click.echo(f"{username} left {team_name}", err=True)
 
 
+@team.command("own")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("pattern", metavar="PATTERN")
+@data_option
+@click.pass_context
+def team_own(ctx: click.Context, team_name: str, pattern: str, data: Path | None) -> None:
+    """TEAM owns the packages matching PATTERN (@payments/*): only its members publish them."""
+    _team_call(ctx, data, lambda teams: teams.own(None, team_name, pattern))
+    click.echo(f"{team_name} owns {pattern}", err=True)
+
+
+@team.command("disown")
+@click.argument("team_name", metavar="TEAM")
+@click.argument("pattern", metavar="PATTERN")
+@data_option
+@click.pass_context
+def team_disown(ctx: click.Context, team_name: str, pattern: str, data: Path | None) -> None:
+    """TEAM no longer owns PATTERN."""
+    _team_call(ctx, data, lambda teams: teams.disown(None, team_name, pattern))
+    click.echo(f"{team_name} no longer owns {pattern}", err=True)
+
+
 @team.command("list")
 @data_option
 @click.pass_context
 def team_list(ctx: click.Context, data: Path | None) -> None:
-    """Print each team and its members, one team per line."""
+    """Print each team, its members and the package patterns it owns, one team per line."""
     for info in _team_call(ctx, data, lambda teams: teams.list()) or []:
-        click.echo(f"{info.name}\t{','.join(info.members)}")
+        click.echo(f"{info.name}\t{','.join(info.members)}\t{','.join(info.packages)}")
 
 
 @main.group()

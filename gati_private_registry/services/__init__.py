@@ -11,13 +11,16 @@ from ..storage import migrate
 from ..storage.keyfiles import KeyFiles
 from .accounts import AccountService
 from .approvals import ApprovalService
+from .audit import AuditLog
 from .held import HeldVersions
 from .packages import PackageService
 from .packuments import PackumentCache
 from .plugin_admin import PluginAdminService
 from .plugins import PluginHost
 from .publish import PublishService
+from .saml import SamlServiceProvider
 from .signing import KeyService
+from .signon import SignOnService
 from .teams import TeamService
 from .webhooks import WebhookService
 from .upstream import MirrorService, counter_names
@@ -43,6 +46,10 @@ class Services:
     keys: KeyService
     webhooks: WebhookService
     mirror: MirrorService
+    signon: SignOnService
+    audit: AuditLog
+    #: None unless ``[saml] enabled``
+    saml: SamlServiceProvider | None = None
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -63,6 +70,8 @@ class Services:
         return status
 
     def close(self) -> None:
+        if self.signon.directory is not None:
+            self.signon.directory.close()
         self.db.dispose()
 
 
@@ -83,6 +92,12 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     store = blobs or open_blob_store(settings.blobs, settings.data / "blobs")
     host = plugins or PluginHost(blocked=settings.plugins.blocked)
     teams = TeamService(db)
+    directory = None
+    if settings.ldap.enabled:
+        from .directory import LdapDirectory  # python-ldap is an optional extra
+
+        directory = LdapDirectory(settings.ldap)
+    signon = SignOnService(settings, db, directory, auth_generation.bump)
     keys = KeyService(settings.signing, db, KeyFiles(settings.keys_dir))
     approvals = ApprovalService(db, host, settings.approvals, teams, sign=keys.sign_version)
     mirror = MirrorService(settings, db, store, host, approvals.plugin_configs,
@@ -94,7 +109,7 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
                              check_name=mirror.check_publish)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
-        accounts=AccountService(settings, db, auth_generation),
+        accounts=AccountService(settings, db, auth_generation, signon),
         publish=publish,
         packages=PackageService(db, publish, generation.value),
         packuments=PackumentCache(db, generation.value),
@@ -106,4 +121,7 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         keys=keys,
         webhooks=WebhookService(db),
         mirror=mirror,
+        signon=signon,
+        audit=AuditLog(db),
+        saml=SamlServiceProvider(settings.saml, db) if settings.saml.enabled else None,
     )

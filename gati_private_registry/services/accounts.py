@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
@@ -18,12 +19,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain import ROLE_MAX_SCOPE, Origin, Principal, Role, Scope
-from ..errors import Conflict, FieldError, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from ..errors import (Conflict, FieldError, Forbidden, NotFound, Unauthenticated, Unavailable,
+                      ValidationFailed)
 from ..settings import Settings
 from ..storage.changes import Generation
 from ..storage.db import Database
 from ..storage.models import Token, User, WebLogin
 from . import audit
+from .signon import SignOnService
+from .teams import PACKAGE_PATTERN
 from .validation import validate_package_name
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,7 @@ class TokenInfo:
     expires_at: datetime | None
     last_used_at: datetime | None
     cidr: list[str] | None
+    packages: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,15 +91,17 @@ def _info(row: Token) -> TokenInfo:
     return TokenInfo(id=row.id, key=row.key, prefix=row.prefix, name=row.name,
                      scope=Scope(row.scope), created_at=_aware(row.created_at),  # type: ignore[arg-type]
                      expires_at=_aware(row.expires_at), last_used_at=_aware(row.last_used_at),
-                     cidr=row.cidr)
+                     cidr=row.cidr, packages=row.packages)
 
 
 class AccountService:
     """Decides who someone is and what their credentials allow."""
 
-    def __init__(self, settings: Settings, db: Database, generation: Generation) -> None:
+    def __init__(self, settings: Settings, db: Database, generation: Generation,
+                 signon: SignOnService | None = None) -> None:
         self.settings = settings
         self.db = db
+        self.signon = signon or SignOnService(settings, db, None, generation.bump)
         self._auth_generation = generation
         self._generation = generation.value
         self._hasher = PasswordHasher()
@@ -160,18 +167,40 @@ class AccountService:
         return generated
 
     def check_password(self, username: str, password: str, origin: Origin | None = None) -> User:
-        """Return the user when ``password`` is right.
+        """Return the user when ``password`` is right: a local user's own password, or
+        else the directory's answer (LDAP, when configured), which also applies the
+        sign-on rules (role, teams) at this sign-in.
 
         Raises :class:`Unauthenticated` (scheme Basic) for an unknown user, a wrong
-        password or a disabled account, and records the failure."""
+        password or a disabled account, and records the failure; :class:`RateLimited`
+        for a locked name or address; :class:`Unavailable` when the directory cannot be
+        asked (never a sign-in); :class:`Forbidden` for a directory user outside the
+        allowed groups."""
+        if "\x00" in username:  # no name holds NUL (and PostgreSQL cannot compare one)
+            self.signon.failed(username, origin, "malformed name")
+            raise Unauthenticated("incorrect username or password", scheme="Basic")
+        self.signon.guard(username, origin.ip if origin else "")
         with self.db.read() as s:
             user = s.scalar(select(User).where(User.username == username))
         ok = False
+        directory = self.signon.directory
         if user is not None and user.password_hash and not user.disabled:
             try:
                 ok = self._hasher.verify(user.password_hash, password)
             except (VerificationError, InvalidHashError):
                 ok = False
+        elif directory is not None and (user is None or user.source == "ldap") and \
+                not (user is not None and user.disabled):
+            try:
+                identity = directory.authenticate(username, password)
+            except Unavailable:
+                with self.db.write() as s:
+                    audit.record(s, username[:214], "login.error", username, origin,
+                                 reason="directory unavailable")
+                raise
+            if identity is not None:
+                user = self.signon.provision(identity, origin)
+                ok = True
         else:
             # spend the same time as a real check, so names cannot be probed by timing
             try:
@@ -179,10 +208,14 @@ class AccountService:
             except (VerificationError, InvalidHashError):
                 pass
         if not ok or user is None:
-            with self.db.write() as s:
-                audit.record(s, username, "login.failure", username, origin)
+            self.signon.failed(username, origin, "wrong name or password")
             raise Unauthenticated("incorrect username or password", scheme="Basic")
         return user
+
+    def record_sign_in(self, user: User, origin: Origin | None, how: str) -> None:
+        """Audit a sign-in that made no token (the panel's session)."""
+        with self.db.write() as s:
+            audit.record(s, user.username, "login.success", user.username, origin, via=how)
 
     def authenticate_basic(self, username: str, password: str,
                            origin: Origin | None = None) -> Principal:
@@ -210,6 +243,14 @@ class AccountService:
             raise NotFound(f"no user {username}")
         return user
 
+    def get_user_by_id(self, user_id: int) -> User:
+        """Raises :class:`NotFound`."""
+        with self.db.read() as s:
+            user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}")
+        return user
+
     def principal_for_user(self, user: User, scope: Scope | None = None) -> Principal:
         role = Role(user.role)
         return Principal(user_id=user.id, username=user.username, role=role,
@@ -218,7 +259,8 @@ class AccountService:
     # -- tokens ------------------------------------------------------------------------
 
     def _new_token_row(self, s: Session, user: User, scope: Scope, name: str,
-                       expires_days: int | None, cidr: list[str] | None) -> tuple[str, Token]:
+                       expires_days: int | None, cidr: list[str] | None,
+                       packages: list[str] | None = None) -> tuple[str, Token]:
         role_max = ROLE_MAX_SCOPE[Role(user.role)]
         if not role_max.allows(scope):
             raise Forbidden(f"a {user.role} cannot hold a {scope.value} token")
@@ -226,7 +268,7 @@ class AccountService:
         now = _now()
         row = Token(key=secrets.token_hex(16), digest=token_digest(secret), prefix=secret[:10],
                     user_id=user.id, name=name[:200], scope=scope.value, cidr=cidr or None,
-                    created_at=now,
+                    packages=packages or None, created_at=now,
                     expires_at=now + timedelta(days=expires_days) if expires_days else None)
         s.add(row)
         s.flush()
@@ -234,8 +276,10 @@ class AccountService:
 
     def create_token(self, actor: Principal | None, username: str, scope: Scope | str,
                      name: str = "", expires_days: int | None = None,
-                     cidr: list[str] | None = None, origin: Origin | None = None) -> NewToken:
-        """Create a token for ``username``.
+                     cidr: list[str] | None = None, origin: Origin | None = None,
+                     packages: list[str] | None = None) -> NewToken:
+        """Create a token for ``username``, optionally limited to CIDR ranges and to
+        package-name patterns (``@payments/*``).
 
         ``actor`` None means the local operator (the ``gati-registry`` command). A user
         may create tokens for themselves with a publish or admin token; admins for anyone.
@@ -253,6 +297,9 @@ class AccountService:
                 ipaddress.ip_network(c, strict=False)
             except ValueError:
                 errors.append(FieldError("cidr_whitelist", f"not a CIDR range: {c}"))
+        for p in packages or []:
+            if not isinstance(p, str) or not PACKAGE_PATTERN.match(p):
+                errors.append(FieldError("packages", f"not a package pattern: {p}"))
         if errors:
             raise ValidationFailed("invalid token request", details=errors)
         if actor is not None:
@@ -262,13 +309,19 @@ class AccountService:
                 raise Forbidden("creating tokens needs a publish or admin token")
             if not actor.scope.allows(scope_v) and not actor.is_admin:
                 raise Forbidden("a token cannot create a token with more power than itself")
+            if actor.packages and not (packages and all(
+                    any(fnmatchcase(p, mine) for mine in actor.packages) for p in packages)):
+                raise Forbidden("a token limited to packages can only create tokens limited "
+                                "to the same packages")
         with self.db.write() as s:
             user = s.scalar(select(User).where(User.username == username))
             if user is None:
                 raise NotFound(f"no user {username}")
-            secret, row = self._new_token_row(s, user, scope_v, name, expires_days, cidr)
+            secret, row = self._new_token_row(s, user, scope_v, name, expires_days, cidr,
+                                              packages)
             audit.record(s, actor or "system", "token.create", username, origin,
-                         token=row.key, scope=scope_v.value)
+                         token=row.key, scope=scope_v.value, packages=packages or [],
+                         cidr=cidr or [])
             return NewToken(secret=secret, info=_info(row))
 
     def login_token(self, user: User, origin: Origin | None, how: str) -> str:
@@ -340,7 +393,8 @@ class AccountService:
                 raise Unauthenticated("invalid or revoked token")
             user = row.user
             principal = Principal(user_id=user.id, username=user.username, role=Role(user.role),
-                                  scope=Scope(row.scope), token_id=row.id)
+                                  scope=Scope(row.scope), token_id=row.id,
+                                  packages=tuple(row.packages or ()))
             stale_use = row.last_used_at is None or \
                 _now() - _aware(row.last_used_at) > timedelta(minutes=1)  # type: ignore[operator]
             entry = _CachedPrincipal(principal, _aware(row.expires_at), row.cidr, gen, now_mono)
@@ -369,7 +423,9 @@ class AccountService:
                 FieldError("name" if not username else "password", "required")])
         with self.db.read() as s:
             exists = s.scalar(select(User.id).where(User.username == username)) is not None
-        if not exists:
+        # with a directory, an unknown name is asked of the directory (check_password
+        # provisions the user); sign-up makes local accounts only without one
+        if not exists and self.signon.directory is None:
             if not (allow_create and self.settings.allow_signup):
                 # same message as a wrong password: do not reveal which names exist
                 self.check_password(username, password, origin)

@@ -69,8 +69,9 @@ class ApprovalService:
     def may_decide(self, principal: Principal, name: str) -> bool:
         """Whether ``principal`` may approve, reject or quarantine versions of ``name``:
         an approve-scoped token, and membership of the policy's approver team when it
-        names one (admins are never locked out of their own registry)."""
-        if not principal.can(Scope.APPROVE):
+        names one (admins are never locked out of their own registry); a token limited to
+        package patterns decides only on those."""
+        if not principal.can(Scope.APPROVE) or not principal.covers(name):
             return False
         team = self.approver_team(name)
         if not team or principal.role is Role.ADMIN:
@@ -197,6 +198,8 @@ class ApprovalService:
         assert target is not None
         if not principal.can(Scope.APPROVE):
             raise Forbidden("deciding on versions needs an approve or admin token")
+        if not principal.covers(name):
+            raise Forbidden(f"this token is limited to other packages than {name}")
         if not self.may_decide(principal, name):
             raise Forbidden(f"only members of team {self.approver_team(name)} may decide "
                             f"on versions of {name}")

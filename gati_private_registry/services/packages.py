@@ -16,7 +16,7 @@ from ..errors import FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage import changes
 from ..storage.db import Database
 from ..storage.models import DistTag, Maintainer, Package, Packument, User, Version
-from . import audit, packuments
+from . import audit, ownership, packuments
 from .packuments import PackageRow
 from .publish import PublishService, now
 from .validation import highest_version, is_valid_tag
@@ -64,12 +64,7 @@ class PackageService:
             raise NotFound(f"no package {name}")
         if not principal.can(Scope.PUBLISH):
             raise Forbidden("this needs a publish token")
-        if principal.is_admin:
-            return pkg
-        owners = set(s.scalars(select(Maintainer.user_id).where(
-            Maintainer.package_id == pkg.id)).all())
-        if principal.user_id not in owners:
-            raise Forbidden(f"only the owners of {name} and admins may do this")
+        ownership.check_owner(s, principal, pkg.id, name)
         return pkg
 
     def check_owner(self, principal: Principal, name: str) -> None:
@@ -78,10 +73,9 @@ class PackageService:
             pkg = s.scalar(select(Package).where(Package.name == name))
             if pkg is None:
                 raise NotFound(f"no package {name}")
-            if principal.is_admin:
-                return
-            if not principal.can(Scope.PUBLISH) or s.get(Maintainer, (pkg.id, principal.user_id)) is None:
+            if not principal.can(Scope.PUBLISH):
                 raise Forbidden(f"only the owners of {name} and admins may do this")
+            ownership.check_owner(s, principal, pkg.id, name)
 
     def _live(self, s: Session, pkg: PackageRow | Package) -> dict[str, Version]:
         rows = s.scalars(select(Version).where(

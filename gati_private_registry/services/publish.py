@@ -25,7 +25,7 @@ from ..storage.db import Database
 from ..storage.models import Blob, DistTag, Maintainer, Package, Version
 from .. import hooks
 from ..observability import metrics
-from . import audit, packuments
+from . import audit, ownership, packuments
 from .approvals_records import record_transition, record_votes, tarball_reader
 from .plugins import PluginHost, RecordedVote, decide, mode_for
 from .packuments import PackageRow
@@ -300,8 +300,7 @@ class PublishService:
                 assert pkg is not None
                 conn = s.connection()
                 maintainers = packuments.maintainer_ids(s, pkg.id)
-                if maintainers and principal.user_id not in maintainers and not principal.is_admin:
-                    raise Forbidden(f"you are not a maintainer of {cand.name}")
+                ownership.check_may_publish(s, principal, cand.name, maintainers)
                 # a version number that was ever used (even unpublished) is refused by
                 # the unique constraint on (package, version): see the except below
                 t = now()

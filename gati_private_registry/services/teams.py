@@ -1,6 +1,7 @@
-"""Teams: named groups of users. Here they restrict who may decide on versions under a
-package pattern (``approvals.policies[].approvers``); enterprise sign-on maps directory
-groups onto them."""
+"""Teams: named groups of users. They own package patterns (only members publish,
+tag, deprecate or unpublish matching packages: see :mod:`.ownership`), restrict who may
+decide on versions under a pattern (``approvals.policies[].approvers``), and enterprise
+sign-on maps directory groups onto them (:mod:`.signon`)."""
 from __future__ import annotations
 
 import re
@@ -13,12 +14,14 @@ from sqlalchemy.orm import Session
 from ..domain import Origin, Principal
 from ..errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage.db import Database
-from ..storage.models import Team, TeamMember, User
+from ..storage.models import Team, TeamMember, TeamPackage, User
 from . import audit
 from .publish import now
 
 #: lower-case words joined by single dashes, like npm scope names
 TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+#: a package name with fnmatch wildcards: ``@payments/*``, ``payments-*``, ``@corp/ui-?``
+PACKAGE_PATTERN = re.compile(r"^(@[a-z0-9*?][a-z0-9._~*?-]*/)?[a-z0-9*?][a-z0-9._~*?-]*$")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class TeamInfo:
     name: str
     description: str
     members: tuple[str, ...]
+    packages: tuple[str, ...] = ()
 
 
 def _require_admin(principal: Principal | None) -> None:
@@ -97,16 +101,56 @@ class TeamService:
             audit.record(s, principal or "gati-registry", "team.member.remove", team, origin,
                          user=username)
 
+    def own(self, principal: Principal | None, team: str, pattern: str,
+            origin: Origin | None = None) -> None:
+        """Give ``team`` the packages matching ``pattern`` (no-op when it has them).
+
+        Raises :class:`ValidationFailed` for a malformed pattern, :class:`NotFound` for an
+        unknown team, :class:`Forbidden` for non-admins."""
+        _require_admin(principal)
+        if not PACKAGE_PATTERN.match(pattern or "") or len(pattern) > 214:
+            raise ValidationFailed("invalid package pattern", details=[FieldError(
+                "pattern", "a package name or scope with * and ? wildcards, "
+                           "like @payments/* or payments-*")])
+        with self.db.write() as s:
+            t = s.scalar(select(Team).where(Team.name == team))
+            if t is None:
+                raise NotFound(f"no team {team}")
+            if s.get(TeamPackage, (t.id, pattern)) is None:
+                s.add(TeamPackage(team_id=t.id, pattern=pattern))
+                audit.record(s, principal or "gati-registry", "team.package.add", team, origin,
+                             pattern=pattern)
+
+    def disown(self, principal: Principal | None, team: str, pattern: str,
+               origin: Origin | None = None) -> None:
+        """Take ``pattern`` away from ``team``. Raises :class:`NotFound` (also when the
+        team does not own it), :class:`Forbidden`."""
+        _require_admin(principal)
+        with self.db.write() as s:
+            t = s.scalar(select(Team).where(Team.name == team))
+            row = s.get(TeamPackage, (t.id, pattern)) if t is not None else None
+            if row is None:
+                raise NotFound(f"team {team} does not own {pattern}")
+            s.delete(row)
+            audit.record(s, principal or "gati-registry", "team.package.remove", team, origin,
+                         pattern=pattern)
+
     def list(self) -> list[TeamInfo]:
         with self.db.read() as s:
             teams = s.scalars(select(Team).order_by(Team.name)).all()
             rows = s.execute(select(TeamMember.team_id, User.username)
                              .join(User, User.id == TeamMember.user_id)
                              .order_by(User.username)).all()
+            owned = s.execute(select(TeamPackage.team_id, TeamPackage.pattern)
+                              .order_by(TeamPackage.pattern)).all()
         members: dict[int, list[str]] = {}
         for team_id, username in rows:
             members.setdefault(team_id, []).append(username)
-        return [TeamInfo(t.name, t.description, tuple(members.get(t.id, ()))) for t in teams]
+        patterns: dict[int, list[str]] = {}
+        for team_id, pattern in owned:
+            patterns.setdefault(team_id, []).append(pattern)
+        return [TeamInfo(t.name, t.description, tuple(members.get(t.id, ())),
+                         tuple(patterns.get(t.id, ()))) for t in teams]
 
     def is_member(self, user_id: int, team: str) -> bool:
         with self.db.read() as s:

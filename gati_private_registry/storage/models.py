@@ -25,6 +25,8 @@ class User(Base):
     #: argon2id hash; NULL for users who can only sign in through a directory
     password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
     source: Mapped[str] = mapped_column(String(16), default="local")
+    #: the name the directory gives (LDAP cn, SAML displayName)
+    display_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -45,6 +47,8 @@ class Token(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     scope: Mapped[str] = mapped_column(String(16))
     cidr: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: package-name patterns the token is limited to (NULL: every package)
+    packages: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -263,6 +267,27 @@ class TeamMember(Base):
                                          primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
                                          primary_key=True, index=True)
+
+
+class TeamPackage(Base):
+    """A package pattern (``@payments/*``, ``payments-*``) a team owns: only its members
+    (and admins) publish, deprecate, tag or unpublish matching packages."""
+
+    __tablename__ = "team_packages"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(214), primary_key=True)
+
+
+class SamlAssertion(Base):
+    """Ids of SAML assertions already used: a replayed assertion is refused. Rows are
+    kept until the assertion itself has expired."""
+
+    __tablename__ = "saml_assertions"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class Webhook(Base):

@@ -10,7 +10,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import RegistryError, TooLarge
 from ..services import Services
-from . import api, api_plugins, mirror, npm, ops, panel, panel_plugins, webhooks
+from . import (api, api_plugins, audit, mirror, npm, ops, panel, panel_plugins, saml,
+               sessions, tokens, webhooks)
 from .errors import api_body, auth_headers, npm_body, status_for
 from .observe import Observe
 
@@ -47,19 +48,22 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.config.update(
         SECRET_KEY=secret_key,
         MAX_CONTENT_LENGTH=services.settings.limits.max_request_size,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=services.settings.public_url.startswith("https://"),
         WTF_CSRF_TIME_LIMIT=None,
         JSON_SORT_KEYS=False,
     )
     app.extensions["gati"] = services
+    sessions.init_app(app, services)
     csrf = CSRFProtect(app)
     csrf.exempt(npm.bp)  # token-authenticated APIs for CLIs and scripts, no cookies involved
     csrf.exempt(api.bp)
     csrf.exempt(api_plugins.bp)
     csrf.exempt(webhooks.api_bp)
     csrf.exempt(mirror.api_bp)
+    csrf.exempt(audit.api_bp)
+    csrf.exempt(tokens.api_bp)
+    # the IdP's signed response is the proof here; a CSRF token cannot cross sites
+    csrf.exempt(saml.acs)
+    csrf.exempt(saml.slo)
     app.register_blueprint(ops.bp)
     app.register_blueprint(npm.bp)
     app.register_blueprint(api.bp)
@@ -70,6 +74,11 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(webhooks.panel_bp)
     app.register_blueprint(mirror.api_bp)
     app.register_blueprint(mirror.panel_bp)
+    app.register_blueprint(audit.api_bp)
+    app.register_blueprint(audit.panel_bp)
+    app.register_blueprint(tokens.api_bp)
+    app.register_blueprint(tokens.panel_bp)
+    app.register_blueprint(saml.bp)
 
     app.register_error_handler(RegistryError, render_error)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import (Conflict, Forbidden, NotFound, RegistryError, TooLarge, Unauthenticated,
-                      Unavailable, ValidationFailed)
+from ..errors import (Conflict, Forbidden, NotFound, RateLimited, RegistryError, TooLarge,
+                      Unauthenticated, Unavailable, ValidationFailed)
 
 STATUS: dict[type[RegistryError], int] = {
     ValidationFailed: 400,
@@ -14,6 +14,7 @@ STATUS: dict[type[RegistryError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    RateLimited: 429,
     Unavailable: 503,
 }
 
@@ -32,6 +33,8 @@ def auth_headers(exc: RegistryError) -> list[tuple[str, str]]:
         realm = 'Basic realm="gati-registry"' if exc.scheme == "Basic" else \
             'Bearer realm="gati-registry"'
         return [("WWW-Authenticate", realm)]
+    if isinstance(exc, RateLimited):
+        return [("Retry-After", str(exc.retry_after))]
     return []
 
 

@@ -7,13 +7,13 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from flask import (Blueprint, current_app, flash, g, redirect, render_template, request,
-                   session, url_for)
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from ..errors import NotFound, Unauthenticated, ValidationFailed
+from ..errors import Forbidden, RateLimited, Unauthenticated, Unavailable, ValidationFailed
 from ..services import Services, review
-from . import auth
+from . import auth, sessions
+from .errors import status_for
 
 bp = Blueprint("panel", __name__)
 
@@ -22,37 +22,20 @@ def _services() -> Services:
     return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
-@bp.before_app_request
-def load_user() -> None:
-    g.user = None
-    uid = session.get("uid")
-    if uid is None:
-        return
-    try:
-        user = _services().accounts.get_user(session.get("username", ""))
-    except NotFound:
-        session.clear()
-        return
-    if user.id != uid or user.disabled:
-        session.clear()
-        return
-    g.user = user
-
-
-def _sign_in() -> tuple[bool, str | None]:
-    """Check the posted credentials and start a session; returns (ok, error)."""
+def _sign_in() -> tuple[bool, str | None, int]:
+    """Check the posted credentials (local password or the directory) and start a
+    session; returns (ok, error, HTTP status for the error)."""
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
+    origin = auth.origin(request.environ, _services().settings)
     try:
-        user = _services().accounts.check_password(
-            username, password, auth.origin(request.environ, _services().settings))
+        user = _services().accounts.check_password(username, password, origin)
     except Unauthenticated:
-        return False, "Incorrect username or password."
-    session.clear()
-    session["uid"] = user.id
-    session["username"] = user.username
-    g.user = user
-    return True, None
+        return False, "Incorrect username or password.", 401
+    except (Forbidden, RateLimited, Unavailable) as exc:
+        return False, exc.message, status_for(exc)
+    sessions.sign_in(user, origin, "panel")
+    return True, None, 200
 
 
 @bp.route("/")
@@ -63,22 +46,33 @@ def home() -> ResponseReturnValue:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    error = None
+    error, status = None, 200
     if request.method == "POST":
-        ok, error = _sign_in()
+        ok, error, status = _sign_in()
         if ok:
-            target = request.args.get("next", "")
-            # only local paths: no open redirect
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("panel.home")
-            return redirect(target)
-    return render_template("auth/login.html", error=error,
-                           username=request.form.get("username")), 401 if error else 200
+            return redirect(local_target(request.args.get("next", "")))
+    return render_template("auth/login.html", error=error, username=request.form.get("username"),
+                           saml=_services().settings.saml.enabled,
+                           next=request.args.get("next", "")), status
+
+
+def local_target(target: str) -> str:
+    """``target`` when it is a path on this site, else the home page: no open redirect."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("panel.home")
+    return target
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> ResponseReturnValue:
-    session.clear()
+    held = sessions.sign_out()
+    saml = _services().saml
+    if held.get("saml_nameid") and saml is not None:
+        # single logout: the IdP ends its session too, then sends the browser back
+        base = auth.base_url(request.environ, _services().settings)
+        location = saml.logout_redirect(base, held["saml_nameid"], held.get("saml_index", ""))
+        if location:
+            return redirect(location)
     flash("Signed out.")
     return redirect(url_for("panel.login"))
 
@@ -92,17 +86,20 @@ def npm_login(sid: str) -> ResponseReturnValue:
     origin = auth.origin(request.environ, services.settings)
     if request.method == "POST":
         if g.user is None or "username" in request.form:
-            ok, error = _sign_in()
+            ok, error, status = _sign_in()
             if not ok:
                 return render_template("auth/login.html", error=error,
                                        heading="Sign in to finish npm login",
-                                       button="Sign in and confirm"), 401
+                                       button="Sign in and confirm",
+                                       saml=services.settings.saml.enabled,
+                                       next=request.path), status
         services.accounts.confirm_web_login(sid, g.user, origin)
         return render_template("auth/npm_confirm.html", done=True)
     if g.user is None:
         return render_template("auth/login.html", heading="Sign in to finish npm login",
                                intro="A command-line client is waiting for you to sign in.",
-                               button="Sign in and confirm")
+                               button="Sign in and confirm",
+                               saml=services.settings.saml.enabled, next=request.path)
     return render_template("auth/npm_confirm.html", done=False)
 
 
@@ -128,6 +125,12 @@ def _when(value: datetime | None) -> str:
     if value.tzinfo is not None:  # SQLite hands back naive UTC, PostgreSQL aware
         value = value.astimezone(timezone.utc)
     return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@bp.app_template_filter("tojson_text")
+def _tojson_text(value: Any) -> str:
+    # a plain str, so Jinja autoescapes it
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 @bp.app_template_filter("pretty_json")

@@ -669,6 +669,13 @@ def pg_throwaway_url(pg_admin_engine: Any) -> Iterator[str]:
 # --------------------------------------------------------------------------- the server
 
 
+@pytest.fixture(scope="module")
+def registry_env() -> dict[str, str]:
+    """Extra ``GATI_REGISTRY_*`` variables (named without the prefix) that fixtures
+    compute, such as a test directory's URL; a module overrides this fixture."""
+    return {}
+
+
 def _start_from_a_restored_backup(registry: "Registry") -> None:
     """``GATI_TEST_FROM_BACKUP=1``: initialise the registry (schema, admin, signing keys),
     back it up, wipe the data directory and the database, and restore, so the module's
@@ -710,6 +717,8 @@ def registry_server(request: pytest.FixtureRequest,
     })
     env.update({f"GATI_REGISTRY_{k}": v
                 for k, v in getattr(request.module, "REGISTRY_ENV", {}).items()})
+    env.update({f"GATI_REGISTRY_{k}": v
+                for k, v in request.getfixturevalue("registry_env").items()})
     with contextlib.ExitStack() as stack:
         if backend == "postgres":
             engine = request.getfixturevalue("pg_admin_engine")

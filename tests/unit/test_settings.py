@@ -158,3 +158,35 @@ def test_durations() -> None:
     for bad in ("soon", -1, True):
         with pytest.raises(ValueError):
             parse_duration(bad)
+def test_sign_on_sections(tmp_path: Path) -> None:
+    s = load_settings(environ={})
+    assert s.ldap.enabled is False and s.ldap.user_filter == "(uid={username})"
+    assert s.saml.enabled is False and s.saml.allow_idp_initiated is True
+    assert s.sso.default_role == "reader" and s.sso.rules == () and s.sso.lockout_failures == 5
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[ldap]\nenabled = true\nurl = "ldaps://dir.corp:636"\ntimeout = 2\n'
+                   'user_base = "ou=people,dc=corp"\n'
+                   '[saml]\nenabled = true\nidp_metadata_url = "https://idp.corp/md"\n'
+                   '[sso]\ndefault_role = "publisher"\nallowed_groups = ["staff"]\n'
+                   '[[sso.rules]]\ngroup = "payments-devs"\nteam = "payments"\n'
+                   '[[sso.rules]]\ngroup = "registry-admins"\nrole = "admin"\n')
+    s = load_settings(cfg, environ={"GATI_REGISTRY_LDAP__BIND_PASSWORD": "from-env",
+                                    "GATI_REGISTRY_SSO__LOCKOUT_FAILURES": "3"})
+    assert s.ldap.url == "ldaps://dir.corp:636" and s.ldap.timeout == 2.0
+    assert s.ldap.bind_password == "from-env"
+    assert s.saml.idp_metadata_url == "https://idp.corp/md"
+    assert s.sso.default_role == "publisher" and s.sso.allowed_groups == ("staff",)
+    assert s.sso.lockout_failures == 3
+    assert [(r.group, r.team, r.role) for r in s.sso.rules] == [
+        ("payments-devs", "payments", ""), ("registry-admins", "", "admin")]
+
+
+def test_bad_sign_on_values_are_reported() -> None:
+    with pytest.raises(ValidationFailed) as err:
+        Settings.for_tests(Path("/tmp/x"), ldap={"enabled": True, "url": "http://dir"},
+                           saml={"enabled": True},
+                           sso={"default_role": "boss", "rules": [
+                               {"team": "x"}, {"group": "g"}, {"group": "g", "role": "king"}]})
+    fields = {d.field for d in err.value.details}
+    assert fields == {"ldap.url", "saml.idp_metadata_file", "sso.default_role",
+                      "sso.rules[0]", "sso.rules[1]", "sso.rules[2].role"}

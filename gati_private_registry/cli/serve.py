@@ -49,6 +49,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # runs in each worker after fork: every worker opens its own connections
         from ..app import create_app
         from ..services import build_services
+        from ..services.indexer import start_in_process as start_indexer
+        from ..services.popularity import DownloadFlusher
         from ..services.webhook_worker import start_in_process
 
         # A thread holding the database write lock must not wait out the default 5 ms
@@ -60,6 +62,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         app = create_app(self.settings, services)
         # every worker runs the webhook follower; the lease lets one deliver at a time
         start_in_process(self.settings, services.db, services.generation)
+        # and the search index follower: the flock on the index directory lets one
+        # worker per replica write the index, the others read it
+        start_indexer(self.settings, services.indexer, services.generation)
+        # download counts: each worker counts in memory and writes in batches
+        DownloadFlusher(services.downloads,
+                        self.settings.marketplace.download_flush_interval).start()
         return app
 
 

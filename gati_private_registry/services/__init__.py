@@ -8,14 +8,18 @@ from ..storage.blobs import BlobStore, FileBlobStore
 from ..storage.changes import Generation
 from ..storage.db import Database, make_engine
 from ..storage.keyfiles import KeyFiles
+from ..storage.search_index import SearchIndex
 from .accounts import AccountService
 from .approvals import ApprovalService
 from .held import HeldVersions
+from .indexer import IndexFollower
 from .packages import PackageService
 from .packuments import PackumentCache
 from .plugin_admin import PluginAdminService
 from .plugins import PluginHost
+from .popularity import DownloadCounter, PopularityService
 from .publish import PublishService
+from .search import SearchService
 from .signing import KeyService
 from .teams import TeamService
 from .webhooks import WebhookService
@@ -38,6 +42,11 @@ class Services:
     held: HeldVersions
     keys: KeyService
     webhooks: WebhookService
+    index: SearchIndex
+    indexer: IndexFollower
+    search: SearchService
+    popularity: PopularityService
+    downloads: DownloadCounter
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -78,6 +87,8 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     approvals = ApprovalService(db, host, settings.approvals, teams, sign=keys.sign_version)
     publish = PublishService(settings, db, store, host, approvals.plugin_configs,
                              approvals.existing_names, sign=keys.sign_version)
+    index = SearchIndex(settings.index_dir)
+    popularity = PopularityService(db, settings.marketplace.stats_max_age)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
         accounts=AccountService(settings, db, auth_generation),
@@ -91,4 +102,9 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         held=HeldVersions(db, generation.value),
         keys=keys,
         webhooks=WebhookService(db),
+        index=index,
+        indexer=IndexFollower(settings, db, index),
+        search=SearchService(index, popularity),
+        popularity=popularity,
+        downloads=DownloadCounter(db, settings.data / "write.lock"),
     )

@@ -13,13 +13,16 @@ from .accounts import AccountService
 from .approvals import ApprovalService
 from .held import HeldVersions
 from .indexer import IndexFollower
+from .modules import ModuleService
 from .packages import PackageService
 from .packuments import PackumentCache
 from .plugin_admin import PluginAdminService
 from .plugins import PluginHost
 from .popularity import DownloadCounter, PopularityService
 from .publish import PublishService
+from .recommend import RecommendService
 from .search import SearchService
+from .social import SocialService
 from .signing import KeyService
 from .teams import TeamService
 from .webhooks import WebhookService
@@ -47,6 +50,9 @@ class Services:
     search: SearchService
     popularity: PopularityService
     downloads: DownloadCounter
+    modules: ModuleService
+    social: SocialService
+    recommend: RecommendService
 
     def health(self) -> dict[str, str]:
         """Check the database and the blob store; returns a status per part.
@@ -89,6 +95,7 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
                              approvals.existing_names, sign=keys.sign_version)
     index = SearchIndex(settings.index_dir)
     popularity = PopularityService(db, settings.marketplace.stats_max_age)
+    search = SearchService(index, popularity)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
         accounts=AccountService(settings, db, auth_generation),
@@ -104,7 +111,10 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         webhooks=WebhookService(db),
         index=index,
         indexer=IndexFollower(settings, db, index),
-        search=SearchService(index, popularity),
+        search=search,
         popularity=popularity,
         downloads=DownloadCounter(db, settings.data / "write.lock"),
+        modules=ModuleService(db, store, search, popularity),
+        social=SocialService(db),
+        recommend=RecommendService(db, search),
     )

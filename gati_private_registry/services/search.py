@@ -261,9 +261,52 @@ class SearchService:
             hits = [self._hit(s, d, 0.0, metrics) for d in s.docs_for_query(q)]
         return {h.name: h for h in hits}
 
-    def raw_searcher(self) -> Any:
-        """The index's searcher (for the recommendation queries)."""
-        return self.index.searcher()
+    # -- recommendations from the index --------------------------------------------------
+
+    def co_dependencies(self, principal: Principal | None, name: str) -> Counter[str]:
+        """How often each package appears beside ``name`` in the dependencies of the
+        packages the caller may find ("used together with", from the dependency graph)."""
+        out: Counter[str] = Counter()
+        with self.index.searcher() as s:
+            q = wq.And([wq.Term("deps", name), visibility(principal)])
+            for d in s.docs_for_query(q):
+                deps = s.stored_fields(d)["summary"]
+                out.update(n for n in json.loads(deps).get("dependencies", []) if n != name)
+        return out
+
+    def neighbours(self, principal: Principal | None, deps: Iterable[str], limit: int = 50
+                   ) -> list[tuple[str, float, list[str]]]:
+        """The packages whose dependencies overlap ``deps`` most (shared rare
+        dependencies weigh more: BM25 over the ``deps`` field), with their score and
+        their own dependencies."""
+        terms = [wq.Term("deps", d) for d in dict.fromkeys(deps)]
+        if not terms:
+            return []
+        with self.index.searcher() as s:
+            results = s.search(wq.Or(terms), filter=visibility(principal), limit=limit)
+            return [(h["name"], float(h.score),
+                     list(json.loads(h["summary"]).get("dependencies", []))) for h in results]
+
+    def similar(self, principal: Principal | None, name: str, limit: int = 6) -> list[SearchHit]:
+        """Packages like ``name``: sharing its keywords, category, contracts and the
+        words of its description."""
+        with self.index.searcher() as s:
+            doc = s.document(name=name)
+            if doc is None:
+                return []
+            summary = json.loads(doc["summary"])
+            terms: list[wq.Query] = [wq.Term("keywords", k) for k in summary["keywords"]]
+            terms += [wq.Term("contracts", c, boost=2.0) for c in summary["contracts"]]
+            if summary["category"]:
+                terms.append(wq.Term("category", summary["category"], boost=2.0))
+            words = self._analyzed(s, "description", summary["description"])
+            terms += [wq.Term("description", w, boost=0.5) for w in dict.fromkeys(words)][:30]
+            if not terms:
+                return []
+            results = s.search(wq.Or(terms), filter=visibility(principal),
+                               mask=wq.Term("name", name), limit=limit)
+            metrics = self.popularity.all_metrics()
+            return [self._hit(s, h.docnum, float(h.score), metrics) for h in results]
 
 
 def npm_score_detail(hit: SearchHit, top_weekly: int) -> dict[str, float]:

@@ -205,7 +205,8 @@ def _documents(s: Session, pkgs: list[_Pkg], rules: TrustRules, official: set[in
                    "publisher": usernames.get(shown.publisher_id or -1, ""),
                    "trust": trust.value, "modified": iso(modified),
                    "state": "approved" if approved else "pending",
-                   "deprecated": bool(shown.deprecated)}
+                   "deprecated": bool(shown.deprecated),
+                   "dependencies": dependencies_of(manifest)}
         docs.append({
             "name": p.name, "bare": bare, "name_parts": p.name,
             "description": description, "keywords": ",".join(keywords),

@@ -122,14 +122,11 @@ class SearchIndex:
         cached = getattr(local, "entry", None)
         if cached is None or cached[0] != gen:
             path = self._ensure()
-            if cached is not None and cached[1] == path:
-                searcher = cached[2].refresh()
-                if searcher is not cached[2]:
-                    cached[2].close()
-            else:
-                if cached is not None:
-                    cached[2].close()
-                searcher = whoosh_index.open_dir(str(path)).searcher()
+            # not Searcher.refresh(): it reuses segment readers by segment id and so
+            # keeps serving documents deleted (replaced) in a reused segment
+            if cached is not None:
+                cached[2].close()
+            searcher = whoosh_index.open_dir(str(path)).searcher()
             local.entry = cached = (gen, path, searcher)
         yield cached[2]
 

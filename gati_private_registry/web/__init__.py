@@ -10,7 +10,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import RegistryError, TooLarge
 from ..services import Services
-from . import api, api_plugins, api_search, npm, ops, panel, panel_plugins, webhooks
+from . import (api, api_modules, api_plugins, api_recommend, api_search, npm, ops, panel,
+               panel_plugins, webhooks)
 from .errors import api_body, auth_headers, npm_body, status_for
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     csrf.exempt(api_plugins.bp)
     csrf.exempt(webhooks.api_bp)
     csrf.exempt(api_search.bp)
+    csrf.exempt(api_modules.bp)
+    csrf.exempt(api_recommend.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(npm.bp)
     app.register_blueprint(api.bp)
@@ -68,6 +71,8 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(webhooks.api_bp)
     app.register_blueprint(webhooks.panel_bp)
     app.register_blueprint(api_search.bp)
+    app.register_blueprint(api_modules.bp)
+    app.register_blueprint(api_recommend.bp)
 
     app.register_error_handler(RegistryError, render_error)
 

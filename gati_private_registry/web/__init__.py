@@ -10,8 +10,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import RegistryError, TooLarge
 from ..services import Services
-from . import (api, api_modules, api_plugins, api_recommend, api_search, npm, ops, panel,
-               panel_plugins, webhooks)
+from . import (api, api_modules, api_plugins, api_recommend, api_search, marketplace, npm, ops,
+               panel, panel_plugins, webhooks)
 from .errors import api_body, auth_headers, npm_body, status_for
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(api_search.bp)
     app.register_blueprint(api_modules.bp)
     app.register_blueprint(api_recommend.bp)
+    app.register_blueprint(marketplace.bp)
 
     app.register_error_handler(RegistryError, render_error)
 

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: changes read per transaction
 BATCH = 1000
+#: segments tolerated before an idle follower merges them
+MAX_SEGMENTS = 4
 #: a gap in the feed older than this is taken to be a rolled-back transaction
 GAP_GRACE = timedelta(seconds=30)
 #: change kinds that never alter a package's document
@@ -74,6 +76,7 @@ class IndexFollower:
         self.index = index
         self.rules = TrustRules(settings.marketplace.official_teams,
                                 settings.marketplace.trusted_approvers)
+        self._merge_when_idle = True
 
     def run_once(self, *, blocking: bool = False, now: datetime | None = None) -> FollowResult:
         """Index the packages named by changes after the cursor. Returns at once with
@@ -104,6 +107,14 @@ class IndexFollower:
                     cursor = new_cursor
                     break
                 cursor = new_cursor
+            if indexed or deleted:
+                self._merge_when_idle = True
+            elif self._merge_when_idle:
+                # idle after a burst of writes, which leaves many small segments: merge
+                # them now rather than in a commit that a fresh publish waits for
+                self._merge_when_idle = False
+                if self.index.segments() > MAX_SEGMENTS:
+                    self.index.optimize()
             return FollowResult(held=True, cursor=cursor, indexed=indexed, deleted=deleted)
 
     def rebuild(self) -> FollowResult:

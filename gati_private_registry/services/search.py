@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from whoosh import query as wq
+from whoosh.idsets import BitSet
 from whoosh.searching import Searcher
 
 from ..domain import Principal, Scope
@@ -29,6 +30,8 @@ from .search_docs import Trust
 SORTS = ("relevance", "downloads", "stars", "rating", "trending", "recent")
 MAX_PER_PAGE = 250
 MAX_QUERY = 500
+#: words a prefix or a typo may stand for, at most (each is one more posting list to read)
+PREFIX_TERMS, FUZZY_TERMS = 24, 16
 _WORD = re.compile(r"[a-z0-9]+")
 _QUALIFIER = re.compile(r"\b(keywords?|author|maintainer|category|contract|trust):(\S+)")
 _NAME = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
@@ -100,6 +103,61 @@ def visibility(principal: Principal | None) -> wq.Query:
     return wq.Or([public, wq.Term("pending_for", str(principal.user_id))])
 
 
+def _allowed(s: Searcher, filters: list[wq.Query]) -> Any:
+    """The documents ``filters`` allow, as a bit set kept with the searcher: the same few
+    filters (who may see what, a category) come back with every query."""
+    cache: dict[str, Any] | None = getattr(s, "_gati_filters", None)
+    if cache is None:
+        cache = {}
+        s._gati_filters = cache
+    key = repr(filters)
+    found = cache.get(key)
+    if found is None:
+        if len(cache) > 256:
+            cache.clear()
+        found = cache[key] = BitSet(s.docs_for_query(wq.And(filters)), size=s.doc_count_all())
+    return found
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def _one_edit(s: Searcher, fieldname: str, word: str) -> list[str]:
+    """The words of ``fieldname`` one edit (insertion, deletion, substitution or
+    transposition) away from ``word``, first letter kept, found through an index of
+    their one-letter deletions built once per searcher (Whoosh's own ``terms_within``
+    computes a distance against every word with the same first letter, in Python)."""
+    cache: dict[str, dict[str, set[str]]] | None = getattr(s, "_gati_edits", None)
+    if cache is None:
+        cache = {}
+        s._gati_edits = cache
+    table = cache.get(fieldname)
+    if table is None:
+        table = cache[fieldname] = {}
+        for term in _texts(s.reader().lexicon(fieldname)):
+            if len(term) >= 3:
+                table.setdefault(term, set()).add(term)
+                for d in _deletions(term):
+                    table.setdefault(d, set()).add(term)
+    found: set[str] = set(table.get(word, ()))
+    for d in _deletions(word):
+        found |= table.get(d, set())
+    return sorted(t for t in found if t != word and t[0] == word[0] and abs(len(t) - len(word)) <= 1
+                  and _within_one(word, t))
+
+
+def _within_one(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` are one insertion, deletion, substitution or adjacent
+    transposition apart (the deletion index also pairs words two substitutions apart)."""
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
 def _texts(terms: Iterable[Any]) -> list[str]:
     return [t.decode() if isinstance(t, bytes) else str(t) for t in terms]
 
@@ -127,12 +185,12 @@ class SearchService:
         reader = searcher.reader()
         if last and len(word) >= 2:
             parts += [wq.Term("name_parts", t, boost=0.6) for t in
-                      _texts(islice(reader.expand_prefix("name_parts", word), 64)) if t != word]
+                      _texts(islice(reader.expand_prefix("name_parts", word), PREFIX_TERMS))
+                      if t != word]
         if len(word) >= 4:
-            for fieldname, boost, prefix in (("name_parts", 0.25, 1), ("keywords", 0.2, 1),
-                                             ("description", 0.1, 2)):
-                parts += [wq.Term(fieldname, t, boost=boost) for t in _texts(islice(
-                    reader.terms_within(fieldname, word, 1, prefix=prefix), 64)) if t != word]
+            for fieldname, boost in (("name_parts", 0.25), ("keywords", 0.2)):
+                parts += [wq.Term(fieldname, t, boost=boost)
+                          for t in _one_edit(searcher, fieldname, word)[:FUZZY_TERMS]]
         return wq.Or(parts)
 
     def _text_query(self, searcher: Searcher, text: str
@@ -184,7 +242,10 @@ class SearchService:
                 filters.append(wq.Term("category", q.category.lower()))
             start = (q.page - 1) * q.per_page
             if q.sort == "relevance" and textq is not None:
-                results = s.search(textq, filter=wq.And(filters), limit=start + q.per_page)
+                # optimize=False: no block skipping, so the collector counts every match
+                # as it goes and the total costs no second pass
+                results = s.search(textq, filter=_allowed(s, filters), limit=start + q.per_page,
+                                   optimize=False)
                 total = len(results)
                 page = [(h.docnum, float(h.score)) for h in results[start:start + q.per_page]]
             else:

@@ -184,6 +184,17 @@ class SearchIndex:
         self._write_cursor(path, cursor)
         self.generation.bump()
 
+    def segments(self) -> int:
+        """How many segments the live index has (each one costs every query a little)."""
+        ix = whoosh_index.open_dir(str(self._ensure()))
+        with ix.reader() as reader:
+            return 1 if reader.is_atomic() else len(list(reader.leaf_readers()))
+
+    def optimize(self) -> None:
+        """Merge the live index into one segment. The caller holds :meth:`writer_lock`."""
+        whoosh_index.open_dir(str(self._ensure())).optimize()
+        self.generation.bump()
+
     def rebuild(self, documents: Iterable[dict[str, Any]], cursor: int) -> int:
         """Build a new generation from ``documents`` and make it live; returns how many
         documents it holds. The caller holds :meth:`writer_lock`. The generation before

@@ -63,3 +63,13 @@ def test_markdown_is_rendered_and_sanitised() -> None:
     assert '<a href="https://e.example/" rel="noopener noreferrer nofollow">ok</a>' in html
     table = render("| a | b |\n|---|---|\n| 1 | 2 |\n")
     assert "<table>" in table and "<td>1</td>" in table
+
+
+def test_one_edit_means_one_edit() -> None:
+    from gati_private_registry.services.search import _within_one
+    for a, b in (("postgres", "postgrs"), ("postgres", "postgress"), ("postgres", "postgris"),
+                 ("postgres", "psotgres")):
+        assert _within_one(a, b) and _within_one(b, a), (a, b)
+    for a, b in (("postgres", "pstgrs"), ("postgres", "pgstores"), ("redis", "radix"),
+                 ("abc", "abcde")):
+        assert not _within_one(a, b), (a, b)

@@ -93,10 +93,14 @@ class Soak:
         with self.lock:
             self.errors.append(msg)
 
+    reads_only = False
+
     def step(self, rng: random.Random) -> None:
         name = rng.choice(self.names)
         path = "/npm/" + name.replace("/", "%2f")
         roll = rng.randrange(1000)
+        if self.reads_only and 940 <= roll < 970:
+            roll = 0  # a read instead of a publish or an approval
         if roll < 620:
             self._req("abbreviated", "GET", path, (200,), headers={"Accept": ABBREVIATED})
         elif roll < 780:
@@ -181,6 +185,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--packages", type=int, default=50)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--reads-only", action="store_true", help="no publishes or approvals")
     args = ap.parse_args()
 
     def body(name: str, version: str) -> dict[str, Any]:
@@ -188,6 +193,7 @@ def main() -> None:
 
     names = [f"@soak/module-{i:03d}" for i in range(args.packages)]
     soak = Soak(args.registry, args.token, args.approve_token, names, body)
+    soak.reads_only = args.reads_only
     for name in names:  # seed: one approved version each
         soak._req("publish", "PUT", "/npm/" + name.replace("/", "%2f"), (200, 201),
                   body=body(name, "1.0.0"))

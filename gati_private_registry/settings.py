@@ -212,6 +212,34 @@ class SsoSettings:
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    #: where this replica keeps its Whoosh index; empty means ``<data>/index``. Keep it
+    #: on a local disk: the follower's lock is an flock, which network filesystems
+    #: do not all honour
+    index_dir: str = ""
+    #: follow the changes feed from the server processes (one per index directory
+    #: updates it; the others read it)
+    follow: bool = True
+    #: seconds between looks at the changes feed when nothing on this machine woke the
+    #: follower (changes made by other replicas arrive this way)
+    poll_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class MarketplaceSettings:
+    #: teams whose members publish official modules: their packages get the Verified badge
+    official_teams: tuple[str, ...] = ()
+    #: distinct approvers of a package's versions that make it Trusted (0: only an
+    #: admin's mark does)
+    trusted_approvers: int = 2
+    #: seconds between writes of the in-memory download counters to the database
+    download_flush_interval: float = 5.0
+    #: seconds the popularity figures (downloads, stars, ratings) used for sorting are
+    #: reused before they are read again
+    stats_max_age: float = 30.0
+
+
+@dataclass(frozen=True)
 class PluginSettings:
     #: plugin names never loaded, even when installed
     blocked: tuple[str, ...] = ()
@@ -259,9 +287,12 @@ class Settings:
     def upstream(self, name: str) -> UpstreamSettings | None:
         """The upstream called ``name``, or None."""
         return next((u for u in self.upstreams if u.name == name), None)
+
     ldap: LdapSettings = field(default_factory=LdapSettings)
     saml: SamlSettings = field(default_factory=SamlSettings)
     sso: SsoSettings = field(default_factory=SsoSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    marketplace: MarketplaceSettings = field(default_factory=MarketplaceSettings)
 
     @property
     def database_url(self) -> str:
@@ -276,6 +307,10 @@ class Settings:
     @property
     def keys_dir(self) -> Path:
         return Path(self.signing.keys_dir) if self.signing.keys_dir else self.data / "keys"
+
+    @property
+    def index_dir(self) -> Path:
+        return Path(self.search.index_dir) if self.search.index_dir else self.data / "index"
 
     @classmethod
     def for_tests(cls, tmp_path: Path, **overrides: Any) -> "Settings":

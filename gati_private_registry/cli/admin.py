@@ -490,3 +490,19 @@ def fsck(ctx: click.Context, repair: bool, no_verify: bool, as_json: bool,
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+@main.command()
+@data_option
+@click.pass_context
+def reindex(ctx: click.Context, data: Path | None) -> None:
+    """Rebuild this replica's search index from the database. Safe while the server
+    runs: the new index is built beside the live one and replaces it when complete."""
+    from ..app import prepare
+
+    services, _ = prepare(_settings(ctx, data=data))
+    try:
+        result = services.indexer.rebuild()
+    finally:
+        services.close()
+    click.echo(f"indexed {result.indexed} package(s), up to change {result.cursor}")

@@ -9,16 +9,23 @@ from ..storage.changes import Generation
 from ..storage.db import Database, make_engine
 from ..storage import migrate
 from ..storage.keyfiles import KeyFiles
+from ..storage.search_index import SearchIndex
 from .accounts import AccountService
 from .approvals import ApprovalService
 from .audit import AuditLog
 from .held import HeldVersions
+from .indexer import IndexFollower
+from .modules import ModuleService
 from .packages import PackageService
 from .packuments import PackumentCache
 from .plugin_admin import PluginAdminService
 from .plugins import PluginHost
+from .popularity import DownloadCounter, PopularityService
 from .publish import PublishService
 from .saml import SamlServiceProvider
+from .recommend import RecommendService
+from .search import SearchService
+from .social import SocialService
 from .signing import KeyService
 from .signon import SignOnService
 from .teams import TeamService
@@ -48,6 +55,14 @@ class Services:
     mirror: MirrorService
     signon: SignOnService
     audit: AuditLog
+    index: SearchIndex
+    indexer: IndexFollower
+    search: SearchService
+    popularity: PopularityService
+    downloads: DownloadCounter
+    modules: ModuleService
+    social: SocialService
+    recommend: RecommendService
     #: None unless ``[saml] enabled``
     saml: SamlServiceProvider | None = None
 
@@ -107,6 +122,9 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     publish = PublishService(settings, db, store, host, approvals.plugin_configs,
                              approvals.existing_names, sign=keys.sign_version,
                              check_name=mirror.check_publish)
+    index = SearchIndex(settings.index_dir)
+    popularity = PopularityService(db, settings.marketplace.stats_max_age)
+    search = SearchService(index, popularity)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
         accounts=AccountService(settings, db, auth_generation, signon),
@@ -124,4 +142,12 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         signon=signon,
         audit=AuditLog(db),
         saml=SamlServiceProvider(settings.saml, db) if settings.saml.enabled else None,
+        index=index,
+        indexer=IndexFollower(settings, db, index),
+        search=search,
+        popularity=popularity,
+        downloads=DownloadCounter(db, settings.data / "write.lock"),
+        modules=ModuleService(db, store, search, popularity),
+        social=SocialService(db),
+        recommend=RecommendService(db, search),
     )

@@ -66,10 +66,20 @@ class Runner:
 
 
 def start_background(services: "Services") -> list[Runner]:
-    """Start this process's followers (webhooks when enabled, re-signing always) and
-    stop them when the process exits."""
+    """Start this process's background work and stop it when the process exits: the
+    followers of the changes feed (webhooks when enabled, re-signing, the search index
+    when ``search.follow``) and the batched writer of download counts."""
+    from .indexer import start_in_process as start_indexer
+    from .popularity import DownloadFlusher
     from .resign_worker import ResignFollower
     from .webhook_worker import start_in_process
+
+    # the search index: an flock on the index directory lets one worker per replica
+    # write it, the others read it
+    start_indexer(services.settings, services.indexer, services.generation)
+    # download counts: each worker counts in memory and writes in batches
+    DownloadFlusher(services.downloads,
+                    services.settings.marketplace.download_flush_interval).start()
 
     runners: list[Runner] = []
     webhooks = start_in_process(services.settings, services.db, services.generation)

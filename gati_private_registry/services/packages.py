@@ -1,5 +1,5 @@
 """Everything done to a package after publish: dist-tags, deprecation, unpublish,
-tarball lookup and a simple search."""
+tarball lookup. (Search is the index's job: see ``search``.)"""
 from __future__ import annotations
 
 import threading
@@ -29,18 +29,7 @@ class TarballRef:
     digest: str
     size: int
     integrity: str
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    name: str
     version: str
-    description: str
-    keywords: list[str]
-    date: datetime
-    publisher: str
-    maintainers: list[str]
-    score: float
 
 
 class PackageService:
@@ -258,53 +247,4 @@ class PackageService:
                        Version.unpublished_at.is_(None))).first()
         if row is None:
             return None
-        return TarballRef(digest=row[0], size=row[1], integrity=row[2])
-
-    # -- search ------------------------------------------------------------------------
-
-    def search(self, text: str, size: int = 20, offset: int = 0) -> tuple[list[SearchHit], int]:
-        """A simple database search over names, descriptions and keywords of packages
-        with an installable version; every word must match (the search issue replaces
-        this with an index). Returns one page of hits and the total."""
-        words = [w.lower() for w in text.split() if w.strip()]
-        with self.db.read() as s:
-            # one row per package: its latest tag's version, when that is installable
-            rows = s.execute(
-                select(Package.id, Package.name, Package.description, Version.version,
-                       Version.manifest, Version.published_at, User.username)
-                .join(Packument, Packument.package_id == Package.id)
-                .join(DistTag, (DistTag.package_id == Package.id) & (DistTag.tag == "latest"))
-                .join(Version, (Version.package_id == Package.id)
-                      & (Version.version == DistTag.version))
-                .outerjoin(User, User.id == Version.publisher_id)
-                .where(Packument.visible.is_(True),
-                       Version.state == VersionState.APPROVED.value,
-                       Version.unpublished_at.is_(None))
-                .order_by(Package.name)).all()
-            scored = []
-            for row in rows:
-                kw = row.manifest.get("keywords") or []
-                if isinstance(kw, str):
-                    kw = kw.split()
-                keywords = [str(k) for k in kw]
-                name = row.name.lower()
-                hay = " ".join([name, (row.description or "").lower(), " ".join(keywords).lower()])
-                if words and not all(w in hay for w in words):
-                    continue
-                score = sum(3.0 if w in (name, split_name(name)[1]) else
-                            2.0 if w in name else 1.0 for w in words) or 1.0
-                scored.append((score, row, keywords))
-            scored.sort(key=lambda t: (-t[0], t[1].name))
-            page = scored[offset: offset + size]
-            people: dict[int, list[str]] = {}
-            if page:
-                for pid, username in s.execute(
-                        select(Maintainer.package_id, User.username)
-                        .join(User, User.id == Maintainer.user_id)
-                        .where(Maintainer.package_id.in_([r.id for _, r, _ in page]))):
-                    people.setdefault(pid, []).append(username)
-        hits = [SearchHit(name=row.name, version=row.version, description=row.description or "",
-                          keywords=keywords, date=row.published_at,
-                          publisher=row.username or "", maintainers=sorted(people.get(row.id, [])),
-                          score=score) for score, row, keywords in page]
-        return hits, len(scored)
+        return TarballRef(digest=row[0], size=row[1], integrity=row[2], version=version)

@@ -2,11 +2,11 @@
 ``audit_events`` row in the same transaction (see services)."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, String, Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, SmallInteger, String, Text, UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base
@@ -445,3 +445,89 @@ class PrefetchJob(Base):
     created_by: Mapped[str] = mapped_column(String(214), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+# -- the marketplace ----------------------------------------------------------------------
+
+
+class DownloadCount(Base):
+    """Tarball downloads of one version on one (UTC) day. Server processes count in
+    memory and add their counts here in batches (see ``services.popularity``)."""
+
+    __tablename__ = "download_counts"
+    __table_args__ = (Index("ix_download_counts_day_package", "day", "package_id"),)
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    version: Mapped[str] = mapped_column(String(256), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Star(Base):
+    """One user's star on one package (at most one)."""
+
+    __tablename__ = "stars"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Rating(Base):
+    """One user's rating (1-5) of one package (at most one; changing it replaces it)."""
+
+    __tablename__ = "ratings"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True, index=True)
+    score: Mapped[int] = mapped_column(SmallInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Review(Base):
+    """A user's review of a package, in Markdown (one per user and package). Stored as
+    written; rendered through the sanitiser whenever it is shown."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (UniqueConstraint("package_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: hidden by an admin (moderation): kept, shown to nobody but admins and its author
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden_by: Mapped[str] = mapped_column(String(214), default="")
+    hidden_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class TrustMark(Base):
+    """An admin's decision that a package is Trusted (community-verified)."""
+
+    __tablename__ = "trust_marks"
+
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    marked_by: Mapped[str] = mapped_column(String(214))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProjectProfile(Base):
+    """The registry packages one project depends on, as sent for "for your stack"
+    recommendations (names only, deduplicated by their digest): the raw material of
+    install co-occurrence beyond the registry's own dependency graph."""
+
+    __tablename__ = "project_profiles"
+
+    #: sha256 of the sorted names
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    names: Mapped[list[str]] = mapped_column(JSON)
+    seen: Mapped[int] = mapped_column(Integer, default=1)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -10,8 +10,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import RegistryError, TooLarge
 from ..services import Services
-from . import (api, api_plugins, audit, mirror, npm, ops, panel, panel_plugins, saml,
-               sessions, tokens, webhooks)
+from . import (api, api_modules, api_plugins, api_recommend, api_search, audit,
+               marketplace, mirror, npm, ops, panel, panel_plugins, saml, sessions,
+               tokens, webhooks)
 from .errors import api_body, auth_headers, npm_body, status_for
 from .observe import Observe
 
@@ -64,6 +65,9 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     # the IdP's signed response is the proof here; a CSRF token cannot cross sites
     csrf.exempt(saml.acs)
     csrf.exempt(saml.slo)
+    csrf.exempt(api_search.bp)
+    csrf.exempt(api_modules.bp)
+    csrf.exempt(api_recommend.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(npm.bp)
     app.register_blueprint(api.bp)
@@ -79,6 +83,10 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(tokens.api_bp)
     app.register_blueprint(tokens.panel_bp)
     app.register_blueprint(saml.bp)
+    app.register_blueprint(api_search.bp)
+    app.register_blueprint(api_modules.bp)
+    app.register_blueprint(api_recommend.bp)
+    app.register_blueprint(marketplace.bp)
 
     app.register_error_handler(RegistryError, render_error)
 

@@ -58,10 +58,10 @@ def approvals() -> Response:
                   "offset": offset, "limit": limit})
 
 
-@bp.route("/modules/<path:rest>", methods=["POST"])
 def decide(rest: str) -> Response:
     """``POST /api/modules/<name>/<version>/approve|reject|quarantine`` with
-    ``{"reason": "..."}``."""
+    ``{"reason": "..."}``. (Routed by :mod:`.api_modules`, which answers every method
+    under ``/api/modules/``.)"""
     parts = rest.split("/")
     if len(parts) < 3 or parts[-1] not in ("approve", "reject", "quarantine"):
         raise NotFound(f"no such endpoint: POST /api/modules/{rest}")

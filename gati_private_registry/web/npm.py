@@ -14,6 +14,7 @@ from ..domain import Principal, Scope, VersionState
 from ..errors import FieldError, NotFound, Unauthenticated, ValidationFailed
 from ..services import Services
 from ..services.packuments import iso
+from ..services.search import MAX_PER_PAGE, SearchQuery, npm_final, npm_score_detail
 from . import auth
 from .npm_paths import NpmRoute, parse_path
 from .npm_read import ABBREVIATED, NpmReadPath, iter_file
@@ -152,30 +153,54 @@ def h_tarball_delete(route: NpmRoute) -> Response:
 
 
 def h_search(route: NpmRoute) -> Response:
+    """npm's search API over the index, in npm's format (``npm search``, pnpm, yarn)."""
     services = _services()
-    auth.reader(request.environ, services)
+    who = auth.reader(request.environ, services)
     text = request.args.get("text", "")
+    weights: dict[str, float] = {}
     try:
-        size = max(1, min(250, int(request.args.get("size", 20))))
+        size = max(1, min(MAX_PER_PAGE, int(request.args.get("size", 20))))
         offset = max(0, int(request.args.get("from", 0)))
+        for key, default in (("quality", 0.65), ("popularity", 0.98), ("maintenance", 0.5)):
+            weights[key] = max(0.0, float(request.args.get(key, default)))
     except ValueError:
-        raise ValidationFailed("size and from must be numbers",
+        raise ValidationFailed("size, from and the weights must be numbers",
                                details=[FieldError("size", "not a number")]) from None
-    hits, total = services.packages.search(text, size, offset)
-    top = max((h.score for h in hits), default=1.0)
-    objects = [{
-        "package": {
-            "name": h.name, "version": h.version, "description": h.description,
-            "keywords": h.keywords, "date": iso(h.date),
-            "links": {},  # module pages arrive with the marketplace
-            "publisher": {"username": h.publisher, "email": ""},
-            "maintainers": [{"username": m, "email": ""} for m in h.maintainers],
-        },
-        "score": {"final": h.score / top, "detail": {"quality": 1.0, "popularity": 0.0,
-                                                     "maintenance": 1.0}},
-        "searchScore": h.score,
-    } for h in hits]
-    return _json({"objects": objects, "total": total,
+    # npm pages by offset; the index by page: ask for the pages that cover the window
+    first = offset // size
+    page = services.search.search(who, SearchQuery(text=text, page=first + 1, per_page=size),
+                                  facets=False)
+    hits = page.hits
+    if offset % size:
+        more = services.search.search(who, SearchQuery(text=text, page=first + 2, per_page=size),
+                                      facets=False).hits
+        hits = (hits + more)[offset % size: offset % size + size]
+    top_weekly = max((h.metrics.downloads_week for h in hits), default=0)
+    dependents = services.search.dependents_counts(h.name for h in hits)
+    base = _base()
+    objects = []
+    for h in hits:
+        detail = npm_score_detail(h, top_weekly)
+        objects.append({
+            "package": {
+                "name": h.name, "scope": h.name[1:].partition("/")[0] if h.name.startswith("@")
+                else "unscoped", "version": h.version, "description": h.description,
+                "keywords": h.keywords, "date": h.modified,
+                "links": {"npm": f"{base}/modules/{h.name}"},
+                "author": {"name": h.author} if h.author else None,
+                "publisher": {"username": h.publisher, "email": ""},
+                "maintainers": [{"username": m, "email": ""} for m in h.maintainers],
+            },
+            "downloads": {"weekly": h.metrics.downloads_week, "monthly": h.metrics.downloads_month},
+            "dependents": dependents.get(h.name, 0),
+            "updated": h.modified,
+            "score": {"final": npm_final(detail, weights), "detail": detail},
+            "searchScore": h.score,
+            "flags": {"deprecated": 1} if h.deprecated else {},
+            "gati": {"category": h.category, "contracts": h.contracts, "trust": h.trust,
+                     "state": h.state},
+        })
+    return _json({"objects": objects, "total": page.total,
                   "time": datetime.now(timezone.utc).strftime("%a %b %d %Y %H:%M:%S GMT+0000")})
 
 

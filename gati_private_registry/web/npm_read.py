@@ -137,6 +137,8 @@ class NpmReadPath:
         if environ["REQUEST_METHOD"] == "HEAD":
             fh.close()
             return []
+        # a dict increment: the counts reach the database in batches (services.popularity)
+        self.services.downloads.hit(name, ref.version)
         wrapper = environ.get("wsgi.file_wrapper")
         if wrapper is not None:
             return wrapper(fh, 256 * 1024)  # type: ignore[no-any-return]

@@ -90,3 +90,28 @@ def test_models_and_migrations_agree(cli_env: dict[str, Any]) -> None:
         assert diff == []
     finally:
         services.close()
+
+
+def test_reindex_rebuilds_the_search_index(cli_env: dict[str, Any]) -> None:
+    from gati_private_registry.app import prepare
+    from gati_private_registry.testing import ModuleSpec, publish_body
+
+    settings = load_settings(environ={**cli_env, "GATI_REGISTRY_APPROVALS__DEFAULT_MODE": "auto",
+                                      "GATI_REGISTRY_ADMIN_PASSWORD": "admin-pass-1"})
+    services, _ = prepare(settings)
+    try:
+        admin = services.accounts.principal_for_user(services.accounts.get_user("admin"))
+        for name in ("alpha-db", "beta-queue"):
+            services.publish.publish(admin, name, publish_body(ModuleSpec(name)))
+        assert services.index.doc_count() == 0   # nothing followed the feed yet
+    finally:
+        services.close()
+    result = run(cli_env, "reindex")
+    assert result.exit_code == 0, result.output
+    assert "indexed 2 package(s)" in result.output
+    services, _ = prepare(settings)
+    try:
+        assert services.index.doc_count() == 2
+        assert services.indexer.run_once().indexed == 0   # the cursor came with the rebuild
+    finally:
+        services.close()

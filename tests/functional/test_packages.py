@@ -95,7 +95,10 @@ def test_version_document_and_tags(registry: Registry) -> None:
 def test_search(registry: Registry) -> None:
     registry.publish(ModuleSpec("@gati-modules/postgres", "1.0.0", description="PostgreSQL connector",
                                 keywords=["database", "sql"]))
-    registry.publish(ModuleSpec("redis-cache", "1.0.0", description="cache", keywords=["cache"]))
+    registry.publish(ModuleSpec("redis-cache", "1.0.0", description="cache", keywords=["cache"],
+                                gati_module={"name": "redis-cache", "version": "1.0.0",
+                                             "type": "cache"}))
+    registry.services.indexer.run_once()  # what the server's follower thread does
     h = registry.headers(registry.token("admin", "read"))
     res = registry.client.get("/npm/-/v1/search?text=database&size=20&from=0&quality=0.65", headers=h).json
     assert res["total"] == 1

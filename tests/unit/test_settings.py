@@ -190,3 +190,21 @@ def test_bad_sign_on_values_are_reported() -> None:
     fields = {d.field for d in err.value.details}
     assert fields == {"ldap.url", "saml.idp_metadata_file", "sso.default_role",
                       "sso.rules[0]", "sso.rules[1]", "sso.rules[2].role"}
+def test_search_and_marketplace_sections(tmp_path: Path) -> None:
+    s = load_settings(environ={})
+    assert s.search.follow is True and s.search.poll_interval == 0.5
+    assert s.index_dir == Path("registry-data") / "index"
+    assert s.marketplace.official_teams == () and s.marketplace.trusted_approvers == 2
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[search]\nindex_dir = "/var/tmp/idx"\n'
+                   '[marketplace]\nofficial_teams = ["platform", "core"]\n')
+    s = load_settings(cfg, environ={"GATI_REGISTRY_MARKETPLACE__TRUSTED_APPROVERS": "3",
+                                    "GATI_REGISTRY_SEARCH__FOLLOW": "false"})
+    assert s.index_dir == Path("/var/tmp/idx") and s.search.follow is False
+    assert s.marketplace.official_teams == ("platform", "core")
+    assert s.marketplace.trusted_approvers == 3
+    with pytest.raises(ValidationFailed) as err:
+        Settings.for_tests(tmp_path, search={"poll_interval": "often"},
+                           marketplace={"trusted_approvers": "many"})
+    assert {d.field for d in err.value.details} == {"search.poll_interval",
+                                                    "marketplace.trusted_approvers"}

@@ -242,12 +242,18 @@ class SearchService:
                 filters.append(wq.Term("category", q.category.lower()))
             start = (q.page - 1) * q.per_page
             if q.sort == "relevance" and textq is not None:
-                # optimize=False: no block skipping, so the collector counts every match
-                # as it goes and the total costs no second pass
-                results = s.search(textq, filter=_allowed(s, filters), limit=start + q.per_page,
-                                   optimize=False)
-                total = len(results)
-                page = [(h.docnum, float(h.score)) for h in results[start:start + q.per_page]]
+                allowed = _allowed(s, filters)
+                if not allowed:
+                    # Whoosh takes an empty filter for no filter at all: a category with
+                    # nothing in it, or a reader who may see nothing, would get everything
+                    page, total = [], 0
+                else:
+                    # optimize=False: no block skipping, so the collector counts every
+                    # match as it goes and the total costs no second pass
+                    results = s.search(textq, filter=allowed, limit=start + q.per_page,
+                                       optimize=False)
+                    total = len(results)
+                    page = [(h.docnum, float(h.score)) for h in results[start:start + q.per_page]]
             else:
                 page, total = self._sorted(s, textq, filters, q, start)
             metrics = self.popularity.all_metrics() if page else {}

@@ -212,3 +212,23 @@ def test_reindex_rebuilds_the_index(published: Registry) -> None:
     assert api(reg, "GET", "/api/search?q=postgres", read).json["total"] >= 1
     # the follower then has nothing to do
     assert reg.services.indexer.run_once().indexed == 0
+
+
+@pytest.mark.parametrize("approval_mode", ["manual"])
+def test_an_empty_filter_finds_nothing_not_everything(registry: Registry) -> None:
+    """Whoosh treats an empty filter as none: a category nobody uses, or a reader who may
+    see nothing yet, must get no results rather than every document."""
+    registry.add_user("rita", "reader")
+    rita = registry.token("rita", "read")
+    registry.publish(ModuleSpec("secret-plan", "1.0.0", description="held back"))
+    registry.services.indexer.run_once()
+    held = api(registry, "GET", "/api/search?q=secret", rita).json
+    assert held["results"] == [] and held["total"] == 0
+    approver = registry.token("admin", "approve")
+    assert api(registry, "POST", "/api/modules/secret-plan/1.0.0/approve", approver,
+               {"reason": "ok"}).status_code == 200
+    registry.services.indexer.run_once()
+    assert [r["name"] for r in api(registry, "GET", "/api/search?q=secret", rita).json["results"]] \
+        == ["secret-plan"]
+    empty = api(registry, "GET", "/api/search?q=secret&category=queue", rita).json
+    assert empty["results"] == [] and empty["total"] == 0

@@ -263,12 +263,20 @@ def test_search_and_info(registry_server: Any, dev: Gati, corpus: dict[str, Any]
     assert info["dist-tags"] == {"latest": "2.1.0-beta.1", "beta": "2.1.0-beta.1"} or \
         info["dist-tags"]["beta"] == "2.1.0-beta.1"
     assert dev("module", "info", "@gc/nope").returncode == 4
-    by_category = dev("module", "search", "chain", "--category", "database")
-    if registry_server.http("GET", "/api/search?q=chain",
-                            token=registry_server.token("admin", "read")).status == 404:
-        assert by_category.returncode == 2 and "/api/search" in by_category.stderr
-    else:
-        by_category.ok()
+    # /api/search: categories, sorts and the limit are the registry's
+    by_category = dev("--json", "module", "search", "chain", "--category", "database").ok().json()
+    assert by_category["results"] and {r["category"] for r in by_category["results"]} == {"database"}
+    assert dev("--json", "module", "search", "chain", "--category", "queue").ok().json()["results"] == []
+    limited = dev("--json", "module", "search", "chain", "--limit", "2", "--sort", "downloads").ok().json()
+    assert len(limited["results"]) == 2
+    # suggestions for a project: the registry's POST /api/recommendations
+    work = registry_server.tmp("for-project")
+    (work / "package.json").write_text(json.dumps({"name": "app", "version": "0.0.0",
+                                                    "dependencies": {"@gc/chain-0": "^1.0.0"}}))
+    suggested = dev("--json", "module", "search", "--for-project", cwd=work).ok().json()
+    assert suggested["for_project"] is True and isinstance(suggested["results"], list)
+    assert "@gc/chain-0" not in {r["name"] for r in suggested["results"]}   # not what it has
+    assert dev("module", "search").returncode == 2
 
 
 def test_update_list_outdated_and_remove(registry_server: Any, dev: Gati,

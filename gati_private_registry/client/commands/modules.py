@@ -3,6 +3,7 @@ their own modules and are added to this group)."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,7 +31,7 @@ def _api_search(s: Session, query: str, category: str | None, sort: str,
                 size: int) -> list[dict[str, Any]] | None:
     """Results of ``/api/search`` (categories, popularity), or None when this registry
     does not offer it yet."""
-    params = {"q": query, "sort": sort, "size": str(size)}
+    params = {"q": query, "sort": sort, "per_page": str(size)}
     if category:
         params["category"] = category
     resp = s.http.send("GET", s.http.api("search") + "?" + urlencode(params))
@@ -44,24 +45,56 @@ def _api_search(s: Session, query: str, category: str | None, sort: str,
     out = []
     for it in items:
         pkg = it.get("package", it) if isinstance(it, dict) else {}
+        downloads = pkg.get("downloads", it.get("downloads"))
+        if isinstance(downloads, dict):  # {week, month, total}
+            downloads = downloads.get("month")
         out.append({"name": pkg.get("name"), "version": pkg.get("version"),
                     "description": pkg.get("description") or "",
                     "category": pkg.get("category") or it.get("category"),
-                    "downloads": pkg.get("downloads", it.get("downloads"))})
+                    "downloads": downloads})
     return out
+
+
+def _for_project(s: Session, limit: int) -> list[dict[str, Any]]:
+    """``POST /api/recommendations`` with this project's package.json: modules that
+    projects with similar dependencies use."""
+    project = Project.load(Path.cwd())
+    resp = s.http.send("POST", s.http.api("recommendations"), body=project.manifest)
+    if resp.status in (404, 405, 501):
+        raise UsageProblem("this registry has no recommendations (no /api/recommendations)",
+                           hint="upgrade the registry")
+    doc = s.http.check(resp, "asking for recommendations").json()
+    return [{"name": r.get("name"), "version": r.get("version"),
+             "description": r.get("description") or "", "category": r.get("category"),
+             "why": r.get("why")} for r in (doc.get("recommendations") or [])[:limit]]
 
 
 @module.command()
 @common
-@click.argument("query", nargs=-1, required=True)
+@click.argument("query", nargs=-1)
 @click.option("--category", metavar="NAME", help="Only modules of this category.")
 @click.option("--sort", type=click.Choice(SORTS), default="relevance", show_default=True)
 @click.option("--limit", type=click.IntRange(1, 250), default=20, show_default=True)
+@click.option("--for-project", is_flag=True,
+              help="Suggest modules for the project in this directory (its package.json).")
 def search(registry: str | None, json_mode: bool, query: tuple[str, ...],
-           category: str | None, sort: str, limit: int) -> None:
-    """Search the registry's modules."""
+           category: str | None, sort: str, limit: int, for_project: bool) -> None:
+    """Search the registry's modules, or with --for-project get suggestions for this
+    project from what projects with similar dependencies use."""
     s = session(registry, json_mode)
     text = " ".join(query)
+    if for_project:
+        suggested = _for_project(s, limit)
+        s.out.data({"for_project": True, "results": suggested})
+        if not suggested:
+            s.out.line("no suggestions for this project yet")
+            return
+        s.out.table(["NAME", "VERSION", "WHY"],
+                    [[r["name"], r["version"], (r["why"] or r["description"] or "")[:70]]
+                     for r in suggested], [{"fg": "cyan", "bold": True}, {}, {}])
+        return
+    if not text:
+        raise UsageProblem("say what to search for", hint="gati module search postgres")
     results = _api_search(s, text, category, sort, limit)
     if results is None:
         if category or sort != "relevance":

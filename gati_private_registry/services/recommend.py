@@ -35,12 +35,43 @@ class Suggestion:
     why: str
 
 
+def _lockfile_names(lock: dict[str, Any]) -> list[str]:
+    """Every package a lockfile installs: npm's v2/v3 (and gati-lock.json's) ``packages``
+    map keyed by ``node_modules/...`` paths, or v1's nested ``dependencies``."""
+    names: list[str] = []
+    packages = lock.get("packages")
+    if isinstance(packages, dict):
+        for path, meta in packages.items():
+            if not isinstance(path, str) or "node_modules/" not in path:
+                continue  # "" is the project itself; workspaces are not packages
+            name = meta.get("name") if isinstance(meta, dict) else None
+            names.append(str(name or path.rsplit("node_modules/", 1)[1]))
+        return names
+
+    def walk(deps: Any) -> None:
+        if isinstance(deps, dict):
+            for name, meta in deps.items():
+                names.append(str(name))
+                if isinstance(meta, dict):
+                    walk(meta.get("dependencies"))
+
+    walk(lock.get("dependencies"))
+    return names
+
+
 def project_dependencies(manifest: Any) -> list[str]:
-    """The dependency names of a ``package.json`` (all four kinds). Raises
-    :class:`ValidationFailed` for anything that is not one."""
+    """The dependency names of a ``package.json`` (all four kinds), or of everything a
+    lockfile installs (``package-lock.json`` v1-v3, ``gati-lock.json``): install
+    co-occurrence. Raises :class:`ValidationFailed` for anything that is neither."""
     if not isinstance(manifest, dict):
         raise ValidationFailed("not a package.json", details=[
             FieldError("package.json", "must be a JSON object")])
+    if "lockfileVersion" in manifest:
+        locked = list(dict.fromkeys(_lockfile_names(manifest)))
+        if len(locked) > MAX_DEPENDENCIES:
+            raise ValidationFailed("too many packages", details=[
+                FieldError("packages", f"at most {MAX_DEPENDENCIES}")])
+        return locked
     names: list[str] = []
     errors = []
     for key in ("dependencies", "devDependencies", "peerDependencies", "optionalDependencies"):

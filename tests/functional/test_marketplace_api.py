@@ -232,3 +232,28 @@ def test_an_empty_filter_finds_nothing_not_everything(registry: Registry) -> Non
         == ["secret-plan"]
     empty = api(registry, "GET", "/api/search?q=secret&category=queue", rita).json
     assert empty["results"] == [] and empty["total"] == 0
+
+
+def test_lockfiles_feed_install_co_occurrence(published: Registry) -> None:
+    """A package-lock.json (v3 ``packages`` or v1 ``dependencies``) tells what a project
+    installs together, transitive dependencies included."""
+    reg = published
+    read = reg.token("rita", "read")
+    for name in ("alpha-mod", "beta-mod"):   # unrelated in the dependency graph
+        reg.publish(ModuleSpec(name, "1.0.0", description=name))
+    reg.services.indexer.run_once()
+    assert api(reg, "GET", "/api/modules/alpha-mod/together", read).json["together"] == []
+    v3 = {"name": "app", "lockfileVersion": 3, "packages": {
+        "": {"name": "app", "dependencies": {"alpha-mod": "^1.0.0"}},
+        "node_modules/alpha-mod": {"version": "1.0.0"},
+        "node_modules/alpha-mod/node_modules/beta-mod": {"version": "1.0.0"}}}
+    recs = api(reg, "POST", "/api/recommendations", read, v3).json["recommendations"]
+    assert not {"alpha-mod", "beta-mod"} & {r["name"] for r in recs}
+    # remembered as a profile: installed together, so used together
+    together = api(reg, "GET", "/api/modules/alpha-mod/together", read).json["together"]
+    assert [t["name"] for t in together] == ["beta-mod"]
+    v1 = {"lockfileVersion": 1, "dependencies": {"billing": {"version": "1.0.0", "dependencies": {
+        "redis-cache": {"version": "1.0.0"}}}}}
+    assert api(reg, "POST", "/api/recommendations", read, v1).status_code == 200
+    too_many = {"lockfileVersion": 3, "packages": {f"node_modules/p{i}": {} for i in range(2001)}}
+    assert api(reg, "POST", "/api/recommendations", read, too_many).status_code == 400

@@ -66,9 +66,10 @@ class Runner:
 
 
 def start_background(services: "Services") -> list[Runner]:
-    """Start this process's followers (webhooks when enabled, re-signing always) and
-    stop them when the process exits."""
+    """Start this process's followers (webhooks when enabled, re-signing always, mirror
+    prefetch when packages come from an upstream) and stop them when the process exits."""
     from .resign_worker import ResignFollower
+    from .upstream.prefetch_worker import PrefetchRunner, PrefetchWorker
     from .webhook_worker import start_in_process
 
     runners: list[Runner] = []
@@ -81,4 +82,12 @@ def start_background(services: "Services") -> list[Runner]:
     resign.start()
     atexit.register(resign.stop)
     runners.append(resign)
+    if services.mirror.enabled:
+        mirror = services.settings.mirror
+        prefetch = PrefetchRunner(PrefetchWorker(services.mirror, services.db,
+                                                 mirror.prefetch_concurrency),
+                                  services.generation, mirror.poll_interval)
+        prefetch.start()
+        atexit.register(prefetch.stop)
+        runners.append(prefetch)
     return runners

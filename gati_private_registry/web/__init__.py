@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..errors import RegistryError, TooLarge
 from ..services import Services
 from . import api, api_plugins, mirror, npm, ops, panel, panel_plugins, webhooks
+from . import mirror_prefetch  # noqa: F401  (adds the prefetch routes to mirror's blueprints)
 from .errors import api_body, auth_headers, npm_body, status_for
 from .observe import Observe
 

@@ -35,6 +35,7 @@ from .client import HttpUpstreamClient, UpstreamClient
 from .merge import LocalVersion, Merged, merge
 from .metadata import UpstreamDocuments
 from .policy import Offer, Verdict, judge, parse_time
+from .prefetch import PrefetchJobs
 from .rules import RuleBook
 from .store import VersionStore
 from .tarballs import UpstreamTarballs
@@ -78,6 +79,7 @@ class MirrorService:
         self.docs = UpstreamDocuments(db, settings, self.clients, self._count)
         self.store = VersionStore(db, blobs, plugins, sign)
         self.rules = RuleBook(db, generation)
+        self.prefetch = PrefetchJobs(db)
         self.tarballs = UpstreamTarballs(settings, blobs, plugins, self.store, self.clients,
                                          plugin_state, existing_names, self._count)
         self._merged: dict[str, _MergedEntry] = {}
@@ -189,6 +191,15 @@ class MirrorService:
                     sigs.setdefault(sig.version_id, []).append((sig.keyid, sig.sig, sig.algorithm))
         return {r.version: LocalVersion(r.state, r.published_at, tuple(sigs.get(r.id, ())))
                 for r in rows}
+
+    def judge_for(self, rule: PackageSource,
+                  name: str) -> Callable[[str, datetime | None], Verdict]:
+        """What the curation policy offers of each upstream version of ``name``."""
+        return self._judge(rule, name)
+
+    def local_states(self, name: str) -> dict[str, str]:
+        """version → state of the rows this registry keeps for ``name``."""
+        return {v: lv.state for v, lv in self._local_versions(name).items()}
 
     def upstream_keyids(self, upstream: str) -> frozenset[str]:
         return frozenset(str(k["keyid"]) for k in self.upstream_keys(upstream))

@@ -276,10 +276,11 @@ class MirrorService:
 
     # -- tarballs ----------------------------------------------------------------------
 
-    def tarball(self, name: str, rule: PackageSource,
-                filename: str) -> tuple[int | None, Iterator[bytes]]:
-        """Fetch a tarball not cached yet: the announced length and the streamed body.
-        Raises :class:`NotFound` (unknown, held, blocked, rejected) or :class:`Unavailable`."""
+    def _offered_tarball(self, name: str, rule: PackageSource,
+                         filename: str) -> tuple[str, dict[str, Any], Verdict, datetime | None]:
+        """(version, manifest, verdict, published) of an uncached tarball the mirror may
+        fetch. Raises :class:`NotFound` (unknown, held locally, blocked, offline) or
+        :class:`Unavailable`."""
         bare = split_name(name)[1]
         if not (filename.startswith(bare + "-") and filename.endswith(".tgz")):
             raise NotFound(f"no tarball {name}/-/{filename}")
@@ -297,6 +298,21 @@ class MirrorService:
             raise NotFound(f"{name}@{version}: {verdict.reason}")
         if self.settings.mirror.offline:
             raise NotFound(f"{name}@{version} is not cached, and this mirror is offline")
+        return version, manifest, verdict, published
+
+    def tarball_offered(self, name: str, rule: PackageSource, filename: str) -> None:
+        """For HEAD: whether a GET would fetch and serve this uncached tarball, without
+        fetching, storing or queueing anything. Raises :class:`NotFound` (including a
+        version that would wait for a person) or :class:`Unavailable`."""
+        version, _, verdict, _ = self._offered_tarball(name, rule, filename)
+        if verdict.offer is Offer.HOLD:
+            raise NotFound(f"{name}@{version} is not approved for installs: {verdict.reason}")
+
+    def tarball(self, name: str, rule: PackageSource,
+                filename: str) -> tuple[int | None, Iterator[bytes]]:
+        """Fetch a tarball not cached yet: the announced length and the streamed body.
+        Raises :class:`NotFound` (unknown, held, blocked, rejected) or :class:`Unavailable`."""
+        version, manifest, verdict, published = self._offered_tarball(name, rule, filename)
         if verdict.offer is Offer.HOLD:
             self.fetch(name, version, rule)
             raise NotFound(f"{name}@{version} is queued for approval: {verdict.reason}")

@@ -225,11 +225,6 @@ class PrefetchJobs:
         with self.db.read() as s:
             return [tuple(r) for r in s.execute(q.order_by(PrefetchItem.id).limit(limit))]  # type: ignore[misc]
 
-    def active(self) -> bool:
-        with self.db.read() as s:
-            return bool(s.scalar(select(func.count()).select_from(PrefetchJob)
-                                 .where(PrefetchJob.status.in_(ACTIVE))))
-
 
 def finish_if_empty(db: Database, job_id: int) -> bool:
     """Mark ``job_id`` done when no item is queued (in one transaction with an audit

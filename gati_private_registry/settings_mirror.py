@@ -87,6 +87,8 @@ class MirrorSettings:
     prefetch_concurrency: int = 4
     #: seconds between looks for queued prefetch jobs
     poll_interval: float = 2.0
+    #: bytes of upstream documents each process keeps in memory (the database keeps all)
+    memory_cache_bytes: int = 64 * 1024 * 1024
 
 
 def source_for(packages: tuple[PackageSource, ...], name: str) -> PackageSource | None:

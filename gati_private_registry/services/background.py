@@ -68,10 +68,12 @@ class Runner:
 def start_background(services: "Services") -> list[Runner]:
     """Start this process's background work and stop it when the process exits: the
     followers of the changes feed (webhooks when enabled, re-signing, the search index
-    when ``search.follow``) and the batched writer of download counts."""
+    when ``search.follow``, mirror prefetch when packages come from an upstream) and
+    the batched writer of download counts."""
     from .indexer import start_in_process as start_indexer
     from .popularity import DownloadFlusher
     from .resign_worker import ResignFollower
+    from .upstream.prefetch_worker import PrefetchRunner, PrefetchWorker
     from .webhook_worker import start_in_process
 
     # the search index: an flock on the index directory lets one worker per replica
@@ -91,4 +93,12 @@ def start_background(services: "Services") -> list[Runner]:
     resign.start()
     atexit.register(resign.stop)
     runners.append(resign)
+    if services.mirror.enabled:
+        mirror = services.settings.mirror
+        prefetch = PrefetchRunner(PrefetchWorker(services.mirror, services.db,
+                                                 mirror.prefetch_concurrency),
+                                  services.generation, mirror.poll_interval)
+        prefetch.start()
+        atexit.register(prefetch.stop)
+        runners.append(prefetch)
     return runners

@@ -432,7 +432,7 @@ class PrefetchJob(Base):
     __tablename__ = "prefetch_jobs"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    #: queued, running, done, failed
+    #: queued, running, done, cancelled
     status: Mapped[str] = mapped_column(String(16), index=True)
     #: [[name, range or exact version], ...]; ``closure``: also their dependencies
     specs: Mapped[list[Any]] = mapped_column(JSON)
@@ -445,6 +445,12 @@ class PrefetchJob(Base):
     created_by: Mapped[str] = mapped_column(String(214), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: what the worker is on now ("name@spec"), for the panel
+    current: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    #: where the specs came from: list or lockfile
+    source: Mapped[str] = mapped_column(String(16), default="list", server_default="list")
+
+
 # -- the marketplace ----------------------------------------------------------------------
 
 
@@ -531,3 +537,23 @@ class ProjectProfile(Base):
     names: Mapped[list[str]] = mapped_column(JSON)
     seen: Mapped[int] = mapped_column(Integer, default=1)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class PrefetchItem(Base):
+    """One package of a prefetch job: a spec to resolve, fetch and (for a closure)
+    expand. Queued rows are what is left, so a restarted worker resumes there."""
+
+    __tablename__ = "prefetch_items"
+    __table_args__ = (UniqueConstraint("job_id", "name", "spec"),
+                      Index("ix_prefetch_items_job_status", "job_id", "status"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_id: Mapped[int] = mapped_column(Id, ForeignKey("prefetch_jobs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(214))
+    #: a range, a dist-tag or an exact version (lockfiles)
+    spec: Mapped[str] = mapped_column(String(256))
+    #: what the spec resolved to ("" until then)
+    version: Mapped[str] = mapped_column(String(256), default="")
+    #: queued, done, failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str] = mapped_column(Text, default="")

@@ -13,6 +13,7 @@ from ..services import Services
 from . import (api, api_modules, api_plugins, api_recommend, api_search, audit,
                marketplace, mirror, npm, ops, panel, panel_plugins, saml, sessions,
                tokens, webhooks)
+from . import mirror_prefetch  # noqa: F401  (adds the prefetch routes to mirror's blueprints)
 from .errors import api_body, auth_headers, npm_body, status_for
 from .observe import Observe
 

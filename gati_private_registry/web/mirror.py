@@ -112,9 +112,19 @@ def index() -> ResponseReturnValue:
             for d in exc.details:
                 errors.setdefault(d.field, []).append(d.message)
             code = 400
+    return render_index(errors=errors, form=form), code
+
+
+def render_index(*, errors: dict[str, list[str]] | None = None,
+                 form: dict[str, str] | None = None, prefetch_text: str = "") -> str:
+    """The mirror page (also re-rendered with the prefetch form's errors)."""
+    jobs = _services().mirror.prefetch.recent(10)
     return render_template("admin/mirror.html", st=status(_services().mirror),
-                           rules=_services().mirror.rules.all(), errors=errors, form=form,
-                           packages=_services().settings.packages), code
+                           rules=_services().mirror.rules.all(), errors=errors or {},
+                           form=form or {"spec": "", "action": "approve", "reason": ""},
+                           packages=_services().settings.packages, jobs=jobs,
+                           active=any(j.status in ("queued", "running") for j in jobs),
+                           prefetch_text=prefetch_text)
 
 
 @panel_bp.post("/rules/<int:rule_id>/delete")

@@ -38,15 +38,19 @@ def mirror_tarball(services: Services, name: str, filename: str, environ: dict[s
     rule = mirror.route(name)
     if rule is None:
         return None
-    length, body = mirror.tarball(name, rule, filename)
     headers = [("Content-Type", "application/octet-stream"), ("Cache-Control", "private, no-cache")]
+    if environ["REQUEST_METHOD"] == "HEAD":
+        # a HEAD fetches nothing: it says whether a GET would serve the tarball
+        mirror.tarball_offered(name, rule, filename)
+        start_response("200 OK", headers)
+        return []
+    length, body = mirror.tarball(name, rule, filename)
     if length is not None:
         headers.append(("Content-Length", str(length)))
-    return _respond(body, headers, environ["REQUEST_METHOD"] == "HEAD", start_response,
-                    on_error)
+    return _respond(body, headers, start_response, on_error)
 
 
-def _respond(body: Iterable[bytes], headers: list[tuple[str, str]], head: bool,
+def _respond(body: Iterable[bytes], headers: list[tuple[str, str]],
              start_response: Callable[..., Any],
              on_error: Callable[[RegistryError, Callable[..., Any]], list[bytes]]
              ) -> Iterator[bytes]:
@@ -60,9 +64,5 @@ def _respond(body: Iterable[bytes], headers: list[tuple[str, str]], head: bool,
         yield from on_error(NotFound(f"refused the upstream's tarball: {exc}"), start_response)
         return
     start_response("200 OK", headers)
-    if head:
-        for _ in chunks:  # nothing to send: still fetch and keep it, as a GET would
-            pass
-        return
     yield first
     yield from chunks

@@ -62,6 +62,10 @@ API: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/mirror/rules", None, ADMIN),
     ("POST", "/api/mirror/rules", {"spec": "lodash@^4", "action": "approve", "reason": "m"}, ADMIN),
     ("DELETE", "/api/mirror/rules/999999", None, ADMIN),
+    ("GET", "/api/mirror/prefetch", None, ADMIN),
+    ("POST", "/api/mirror/prefetch", {"packages": ["left-pad@^1"]}, ADMIN),
+    ("GET", "/api/mirror/prefetch/999999", None, ADMIN),
+    ("POST", "/api/mirror/prefetch/999999/cancel", None, ADMIN),
 ]
 
 PANEL: list[tuple[str, str, dict[str, str] | None, frozenset[str]]] = [
@@ -98,6 +102,8 @@ PANEL: list[tuple[str, str, dict[str, str] | None, frozenset[str]]] = [
     ("GET", "/admin/mirror", None, ADMIN),
     ("POST", "/admin/mirror", {"spec": "left-pad@^1", "action": "approve", "reason": "m"}, ADMIN),
     ("POST", "/admin/mirror/rules/999999/delete", {}, ADMIN),
+    ("POST", "/admin/mirror/prefetch", {"packages": "left-pad@^1"}, ADMIN),
+    ("POST", "/admin/mirror/prefetch/999999/cancel", {}, ADMIN),
 ]
 
 #: routes covered elsewhere or with no permission to check, and why

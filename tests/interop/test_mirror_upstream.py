@@ -221,3 +221,39 @@ def test_throttled_upstream_gets_stale_metadata_within_the_clients_timeout(
         assert (project / "node_modules/mirror-slow/marker.txt").read_text() == "slow"
     finally:
         relay.mode = "pass"
+
+
+def test_prefetch_a_lockfile_then_npm_ci_with_the_upstream_down(
+        registry_server: Any, upstream: Upstream, relay: Relay) -> None:
+    r = registry_server
+    seen = len(relay.requests)  # the relay outlives each backend's servers
+    upstream.publish(r, "pf-leaf", "1.0.0", marker="leaf")
+    upstream.publish(r, "pf-mid", "1.0.0", dependencies={"pf-leaf": "^1.0.0"}, marker="mid")
+    upstream.publish(r, "pf-app", "2.0.0", dependencies={"pf-mid": "^1.0.0"}, marker="app")
+    project = r.make_project({"pf-app": "^2.0.0"})
+    token = r.token("admin", "read")
+    # the lockfile is made from metadata only: no tarball goes through the mirror yet
+    r.npm("install", "--package-lock-only", cwd=project, token=token).ok()
+    assert not [q for q in relay.requests[seen:] if "/-/pf-" in q]
+    lock = json.loads((project / "package-lock.json").read_text())
+    resp = r.http("POST", "/api/mirror/prefetch", body={"lockfile": lock},
+                  token=r.token("admin", "admin"))
+    assert resp.status == 201, resp.body
+    job_id = json.loads(resp.body)["id"]
+    deadline = time.monotonic() + 60
+    while True:  # the server's prefetch worker (the lease holder) does the job
+        job = json.loads(r.http("GET", f"/api/mirror/prefetch/{job_id}",
+                                token=r.token("admin", "admin")).body)
+        if job["status"] == "done" or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert (job["status"], job["done"], job["failed"], job["total"]) == ("done", 3, 0, 3), job
+    assert len([q for q in relay.requests[seen:] if "/-/pf-" in q]) == 3  # each tarball once
+    relay.mode = "down"
+    try:
+        res = r.npm("ci", "--fetch-retries=0", cwd=project, token=token)  # a fresh npm cache
+        res.ok()
+        for name, marker in (("pf-app", "app"), ("pf-mid", "mid"), ("pf-leaf", "leaf")):
+            assert (project / f"node_modules/{name}/marker.txt").read_text() == marker
+    finally:
+        relay.mode = "pass"

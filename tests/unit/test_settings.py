@@ -121,6 +121,10 @@ def test_upstreams_and_package_patterns(tmp_path: Path) -> None:
         ("@corp/*", "local", "", 0.0), ("@gati-modules/*", "public", "auto", 7 * 86400.0),
         ("*", "public", "", 0.0)]
     assert s.mirror.offline is True
+    assert (s.mirror.prefetch_concurrency, s.mirror.memory_cache_bytes) == (4, 64 * 1024 * 1024)
+    s = load_settings(environ={"GATI_REGISTRY_MIRROR__MEMORY_CACHE_BYTES": "1000",
+                               "GATI_REGISTRY_MIRROR__PREFETCH_CONCURRENCY": "8"})
+    assert (s.mirror.prefetch_concurrency, s.mirror.memory_cache_bytes) == (8, 1000)
 
 
 def test_upstreams_from_the_environment() -> None:

@@ -35,6 +35,7 @@ from .client import HttpUpstreamClient, UpstreamClient
 from .merge import LocalVersion, Merged, merge
 from .metadata import UpstreamDocuments
 from .policy import Offer, Verdict, judge, parse_time
+from .prefetch import PrefetchJobs
 from .rules import RuleBook
 from .store import VersionStore
 from .tarballs import UpstreamTarballs
@@ -78,6 +79,7 @@ class MirrorService:
         self.docs = UpstreamDocuments(db, settings, self.clients, self._count)
         self.store = VersionStore(db, blobs, plugins, sign)
         self.rules = RuleBook(db, generation)
+        self.prefetch = PrefetchJobs(db)
         self.tarballs = UpstreamTarballs(settings, blobs, plugins, self.store, self.clients,
                                          plugin_state, existing_names, self._count)
         self._merged: dict[str, _MergedEntry] = {}
@@ -190,6 +192,15 @@ class MirrorService:
         return {r.version: LocalVersion(r.state, r.published_at, tuple(sigs.get(r.id, ())))
                 for r in rows}
 
+    def judge_for(self, rule: PackageSource,
+                  name: str) -> Callable[[str, datetime | None], Verdict]:
+        """What the curation policy offers of each upstream version of ``name``."""
+        return self._judge(rule, name)
+
+    def local_states(self, name: str) -> dict[str, str]:
+        """version → state of the rows this registry keeps for ``name``."""
+        return {v: lv.state for v, lv in self._local_versions(name).items()}
+
     def upstream_keyids(self, upstream: str) -> frozenset[str]:
         return frozenset(str(k["keyid"]) for k in self.upstream_keys(upstream))
 
@@ -265,10 +276,11 @@ class MirrorService:
 
     # -- tarballs ----------------------------------------------------------------------
 
-    def tarball(self, name: str, rule: PackageSource,
-                filename: str) -> tuple[int | None, Iterator[bytes]]:
-        """Fetch a tarball not cached yet: the announced length and the streamed body.
-        Raises :class:`NotFound` (unknown, held, blocked, rejected) or :class:`Unavailable`."""
+    def _offered_tarball(self, name: str, rule: PackageSource,
+                         filename: str) -> tuple[str, dict[str, Any], Verdict, datetime | None]:
+        """(version, manifest, verdict, published) of an uncached tarball the mirror may
+        fetch. Raises :class:`NotFound` (unknown, held locally, blocked, offline) or
+        :class:`Unavailable`."""
         bare = split_name(name)[1]
         if not (filename.startswith(bare + "-") and filename.endswith(".tgz")):
             raise NotFound(f"no tarball {name}/-/{filename}")
@@ -286,6 +298,21 @@ class MirrorService:
             raise NotFound(f"{name}@{version}: {verdict.reason}")
         if self.settings.mirror.offline:
             raise NotFound(f"{name}@{version} is not cached, and this mirror is offline")
+        return version, manifest, verdict, published
+
+    def tarball_offered(self, name: str, rule: PackageSource, filename: str) -> None:
+        """For HEAD: whether a GET would fetch and serve this uncached tarball, without
+        fetching, storing or queueing anything. Raises :class:`NotFound` (including a
+        version that would wait for a person) or :class:`Unavailable`."""
+        version, _, verdict, _ = self._offered_tarball(name, rule, filename)
+        if verdict.offer is Offer.HOLD:
+            raise NotFound(f"{name}@{version} is not approved for installs: {verdict.reason}")
+
+    def tarball(self, name: str, rule: PackageSource,
+                filename: str) -> tuple[int | None, Iterator[bytes]]:
+        """Fetch a tarball not cached yet: the announced length and the streamed body.
+        Raises :class:`NotFound` (unknown, held, blocked, rejected) or :class:`Unavailable`."""
+        version, manifest, verdict, published = self._offered_tarball(name, rule, filename)
         if verdict.offer is Offer.HOLD:
             self.fetch(name, version, rule)
             raise NotFound(f"{name}@{version} is queued for approval: {verdict.reason}")

@@ -5,9 +5,15 @@ replica, and what is served when the upstream is down or the mirror is offline).
 Within ``max_age`` a copy is used without asking. After it, the upstream is asked with
 its own validators (If-None-Match / If-Modified-Since) when it gave any; an upstream
 that sends none simply answers 200 again and the TTL is all there is. When the upstream
-fails or is slower than ``stale_timeout``, the old copy is served, marked stale, with one
-log line per package until the upstream answers again. One fetch per name at a time:
-concurrent requests wait for it instead of asking too.
+fails or is slower than ``stale_timeout``, the old copy is served, marked stale, with a
+log line per package every :data:`STALE_LOG_EVERY` seconds while it lasts. One fetch per
+name at a time: concurrent requests wait for it instead of asking too.
+
+A 404 is remembered for ``max_age`` too, in memory and as a body-less row (digest
+:data:`MISSING`), so no process asks again for what the upstream does not have (the
+``/-/npm/v1/keys`` of an upstream without signing keys is asked on every merge). The
+memory layer holds at most ``[mirror] memory_cache_bytes`` of documents, least recently
+used first out; the database keeps everything.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -33,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: seconds an upstream that just failed is not asked again for names we have a copy of
 BACKOFF = 15.0
+#: the digest of a row recording that the upstream answered 404
+MISSING = "404"
+#: seconds between two "serving stale metadata" log lines for one package
+STALE_LOG_EVERY = 300.0
 
 
 @dataclass
@@ -49,6 +60,8 @@ class Doc:
     #: monotonic time the upstream last confirmed it (or when we learnt it did)
     confirmed: float
     stale: bool = False
+    #: bytes of the upstream's body (what the memory cap counts)
+    size: int = 0
 
 
 def _utcnow() -> datetime:
@@ -67,12 +80,44 @@ class UpstreamDocuments:
         self.settings = settings
         self.clients = clients
         self._count = count
-        self._docs: dict[str, Doc] = {}
+        self._docs: OrderedDict[str, Doc] = OrderedDict()
+        self._bytes = 0
+        self._cap = settings.mirror.memory_cache_bytes
         self._missing: dict[str, float] = {}
         self._backoff: dict[str, float] = {}
-        self._warned: set[str] = set()
+        self._warned: dict[str, float] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+
+    def _remember(self, doc: Doc) -> None:
+        """Keep ``doc`` in memory, evicting the least recently used beyond the cap."""
+        with self._guard:
+            old = self._docs.pop(doc.name, None)
+            if old is not None:
+                self._bytes -= old.size
+            self._docs[doc.name] = doc
+            self._bytes += doc.size
+            while self._bytes > self._cap and len(self._docs) > 1:
+                _, dropped = self._docs.popitem(last=False)
+                self._bytes -= dropped.size
+
+    def _drop(self, key: str) -> None:
+        with self._guard:
+            old = self._docs.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+
+    def _hit(self, doc: Doc) -> Doc:
+        self._count("hits", 1)
+        with self._guard:
+            if doc.name in self._docs:
+                self._docs.move_to_end(doc.name)
+        return doc
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of upstream documents this process holds in memory."""
+        return self._bytes
 
     def _lock_for(self, key: str) -> threading.Lock:
         with self._guard:
@@ -89,8 +134,7 @@ class UpstreamDocuments:
         max_age = self._max_age(upstream)
         doc = self._docs.get(key)
         if doc is not None and time.monotonic() - doc.confirmed < max_age:
-            self._count("hits", 1)
-            return doc
+            return self._hit(doc)
         missing = self._missing.get(key)
         if missing is not None and time.monotonic() - missing < max_age and \
                 not self.settings.mirror.offline:
@@ -98,15 +142,16 @@ class UpstreamDocuments:
         with self._lock_for(key):
             doc = self._docs.get(key)
             if doc is not None and time.monotonic() - doc.confirmed < max_age:
-                self._count("hits", 1)
-                return doc
+                return self._hit(doc)
             return self._refresh(key, upstream, packument, doc, max_age)
 
     def _max_age(self, upstream: str) -> float:
         up = self.settings.upstream(upstream)
         return up.max_age if up is not None else 600.0
 
-    def _from_db(self, key: str, have: Doc | None) -> Doc | None:
+    def _from_db(self, key: str, have: Doc | None, upstream: str, max_age: float) -> Doc | None:
+        """The stored copy (None when there is none); raises :class:`NotFound` when the
+        stored answer is a 404 younger than ``max_age`` (or any 404 when offline)."""
         with self.db.read() as s:
             row = s.execute(select(UpstreamPackument.digest, UpstreamPackument.etag,
                                    UpstreamPackument.last_modified, UpstreamPackument.fetched_at,
@@ -116,6 +161,11 @@ class UpstreamDocuments:
                 return None
             age = (_utcnow() - _aware(row.fetched_at)).total_seconds()
             confirmed = time.monotonic() - max(age, 0.0)
+            if row.digest == MISSING:
+                if age < max_age or self.settings.mirror.offline:
+                    self._missing[key] = confirmed
+                    raise NotFound(f"{key} is not in the upstream registry {upstream}")
+                return None
             if have is not None and have.digest == row.digest:
                 have.confirmed, have.fetched_at = confirmed, _aware(row.fetched_at)
                 return have
@@ -125,16 +175,15 @@ class UpstreamDocuments:
         except ValueError:
             return None
         return Doc(key, row.upstream, data, row.digest, row.etag, row.last_modified,
-                   _aware(row.fetched_at), confirmed)
+                   _aware(row.fetched_at), confirmed, size=len(body or b""))
 
     def _refresh(self, key: str, upstream: str, packument: bool, doc: Doc | None,
                  max_age: float) -> Doc:
-        doc = self._from_db(key, doc) or doc
+        doc = self._from_db(key, doc, upstream, max_age) or doc
         if doc is not None:
-            self._docs[key] = doc
+            self._remember(doc)
             if time.monotonic() - doc.confirmed < max_age:
-                self._count("hits", 1)
-                return doc
+                return self._hit(doc)
         if self.settings.mirror.offline:
             if doc is None:
                 raise NotFound(f"{key} is not cached, and this mirror is offline")
@@ -167,8 +216,10 @@ class UpstreamDocuments:
 
     def _stale(self, doc: Doc, why: str) -> Doc:
         self._count("stale", 1)
-        if doc.name not in self._warned:
-            self._warned.add(doc.name)
+        if time.monotonic() - self._warned.get(doc.name, -STALE_LOG_EVERY) >= STALE_LOG_EVERY:
+            if len(self._warned) > 10_000:
+                self._warned.clear()
+            self._warned[doc.name] = time.monotonic()
             log.warning("serving stale metadata for %s from %s (fetched %s): %s", doc.name,
                         doc.upstream, doc.fetched_at.isoformat(), why)
         return Doc(**{**doc.__dict__, "stale": True})
@@ -176,10 +227,9 @@ class UpstreamDocuments:
     def _store(self, key: str, upstream: str, fetched: Fetched, doc: Doc | None) -> Doc:
         now = _utcnow()
         self._backoff.pop(upstream, None)
-        self._warned.discard(key)
+        self._warned.pop(key, None)
         if fetched.status == 404:
-            self._missing[key] = time.monotonic()
-            self._docs.pop(key, None)
+            self._remember_missing(key, upstream, now)
             raise NotFound(f"{key} is not in the upstream registry {upstream}")
         if fetched.status == 304 and doc is not None:
             with self.db.write() as s:
@@ -193,7 +243,7 @@ class UpstreamDocuments:
             data = None
         if not isinstance(data, dict) or (key[:1] != "-" and not isinstance(data.get("versions"), dict)):
             # an unpublished package ({"time": {"unpublished": ...}}) or garbage
-            self._missing[key] = time.monotonic()
+            self._remember_missing(key, upstream, now)
             raise NotFound(f"{key} has no versions in the upstream registry {upstream}")
         digest = hashlib.sha256(fetched.body).hexdigest()
         etag, last_modified = fetched.etag[:200], fetched.last_modified[:100]
@@ -203,10 +253,21 @@ class UpstreamDocuments:
             self._save(key, values, now)
         except IntegrityError:  # another process inserted it first (PostgreSQL): update
             self._save(key, values, now)
-        fresh = Doc(key, upstream, data, digest, etag, last_modified, now, time.monotonic())
-        self._docs[key] = fresh
+        fresh = Doc(key, upstream, data, digest, etag, last_modified, now, time.monotonic(),
+                    size=len(fetched.body))
+        self._remember(fresh)
         self._missing.pop(key, None)
         return fresh
+
+    def _remember_missing(self, key: str, upstream: str, now: datetime) -> None:
+        self._missing[key] = time.monotonic()
+        self._drop(key)
+        values: dict[str, Any] = {"upstream": upstream, "body": b"", "digest": MISSING,
+                                  "etag": "", "last_modified": "", "fetched_at": now}
+        try:
+            self._save(key, values, now)
+        except IntegrityError:  # another process inserted it first (PostgreSQL)
+            self._save(key, values, now)
 
     def _save(self, key: str, values: dict[str, Any], now: datetime) -> None:
         with self.db.write() as s:
@@ -217,5 +278,5 @@ class UpstreamDocuments:
 
     def forget(self, key: str) -> None:
         """Drop this process's copy (tests, admin refresh)."""
-        self._docs.pop(key, None)
+        self._drop(key)
         self._missing.pop(key, None)

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from ...storage.models import Package, UpstreamPackument, Version
 from . import MirrorService
+from .metadata import MISSING
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,13 @@ def status(mirror: MirrorService) -> MirrorStatus:
                                   _stamp(ok), _stamp(err)))
     with mirror.db.read() as s:
         docs, doc_bytes = s.execute(select(func.count(), func.coalesce(func.sum(
-            func.length(UpstreamPackument.body)), 0))).one()
+            func.length(UpstreamPackument.body)), 0)).where(
+                UpstreamPackument.digest != MISSING)).one()
         versions, version_bytes = s.execute(select(func.count(), func.coalesce(
             func.sum(Version.size), 0)).where(Version.upstream.is_not(None))).one()
         fills = [(r.created_at, f"metadata {r.name}") for r in s.execute(
             select(UpstreamPackument.name, UpstreamPackument.created_at)
-            .where(~UpstreamPackument.name.startswith("-/"))
+            .where(~UpstreamPackument.name.startswith("-/"), UpstreamPackument.digest != MISSING)
             .order_by(UpstreamPackument.created_at.desc()).limit(20))]
         fills += [(r.state_changed_at, f"tarball {r.name}@{r.version} ({r.state})")
                   for r in s.execute(select(Package.name, Version.version, Version.state,

@@ -23,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import and_, exists, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain import Origin, Principal, VersionState
@@ -324,27 +325,38 @@ class KeyService:
         batch per transaction (each re-renders its packuments). Stoppable and resumable.
         Returns how many versions were signed."""
         done = 0
+        clashes = 0
         _, total = self.pending_count()
         while True:
-            with self.db.write() as s:
-                signer = self._signer_for(s)
-                if signer is None:
-                    return done
-                rows = s.execute(
-                    select(Version.id, Version.version, Version.integrity, Package.name)
-                    .join(Package, Package.id == Version.package_id)
-                    .where(_approved(), ~exists().where(
-                        VersionSignature.version_id == Version.id,
-                        VersionSignature.keyid.in_([signer.ed_keyid, signer.p256_keyid])))
-                    .order_by(Version.id).limit(batch)).all()
-                if not rows:
-                    return done
-                for r in rows:
-                    self.sign_version(s, r.id, r.name, r.version, r.integrity)
-                for name in sorted({r.name for r in rows}):
-                    pkg = packuments.lock_package_row(s, name)
-                    if pkg is not None:
-                        packuments.render(s, pkg)
+            try:
+                with self.db.write() as s:
+                    signer = self._signer_for(s)
+                    if signer is None:
+                        return done
+                    rows = s.execute(
+                        select(Version.id, Version.version, Version.integrity, Package.name)
+                        .join(Package, Package.id == Version.package_id)
+                        .where(_approved(), ~exists().where(
+                            VersionSignature.version_id == Version.id,
+                            VersionSignature.keyid.in_([signer.ed_keyid, signer.p256_keyid])))
+                        .order_by(Version.id).limit(batch)).all()
+                    if not rows:
+                        return done
+                    for r in rows:
+                        self.sign_version(s, r.id, r.name, r.version, r.integrity)
+                    for name in sorted({r.name for r in rows}):
+                        pkg = packuments.lock_package_row(s, name)
+                        if pkg is not None:
+                            packuments.render(s, pkg)
+            except IntegrityError:
+                # another process (the CLI, or the server's re-signing follower) signed
+                # some of this batch at the same moment (PostgreSQL does not serialise
+                # the two): the batch rolled back, and the next one skips what it signed
+                clashes += 1
+                if clashes > 10:
+                    raise
+                continue
+            clashes = 0
             done += len(rows)
             if progress is not None:
                 progress(done, total)

@@ -132,6 +132,61 @@ def test_pending_versions_are_signed_when_approved(registry: Registry) -> None:
     assert len(d["signatures"]) == 1 and len(d["gatiSignatures"]) == 1
 
 
+def test_resign_survives_another_process_signing_the_same_batch(registry: Registry) -> None:
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from gati_private_registry.storage.models import Package, Version
+
+    for i in range(3):
+        registry.publish(ModuleSpec(f"race-{i}", "1.0.0"))
+    keys = registry.services.keys
+    db = registry.services.db
+    keys.rotate(None)
+    real_signer_for = keys._signer_for
+    raced: list[str] = []
+
+    class Racing:
+        """The active signer, but another process commits the first version's
+        signatures between our "already signed?" look and our insert."""
+
+        def __init__(self, signer: Any) -> None:
+            self.signer = signer
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(self.signer, attr)
+
+        def sign(self, name: str, version: str, integrity: str) -> Any:
+            pairs = list(self.signer.sign(name, version, integrity))
+            if not raced:
+                raced.append(name)
+                with db.read() as s:
+                    vid = s.scalar(select(Version.id).join(Package).where(Package.name == name))
+                rows = [{"version_id": vid, "keyid": keyid, "sig": sig,
+                         "created_at": datetime.now(timezone.utc)} for keyid, sig in pairs]
+                if db.is_sqlite:  # one writer at a time there: the clash is made in-batch
+                    self.session.connection().execute(insert(VersionSignature), rows)
+                else:
+                    with db.write() as other:
+                        other.connection().execute(insert(VersionSignature), rows)
+            return pairs
+
+    def signer_for(session: Any) -> Any:
+        signer = real_signer_for(session)
+        if signer is None:
+            return None
+        racing = Racing(signer)
+        racing.session = session  # type: ignore[attr-defined]
+        return racing
+
+    keys._signer_for = signer_for  # type: ignore[method-assign]
+    # the clashing batch rolls back; the next one signs what is still unsigned (on
+    # PostgreSQL the other process's version is signed already)
+    assert keys.resign() == (3 if db.is_sqlite else 2)
+    assert raced and keys.pending_count() == (0, 3)
+
+
 def test_rotation_resigns_everything_and_revocation_withdraws(registry: Registry) -> None:
     for i in range(5):
         registry.publish(ModuleSpec(f"rot-{i}", "1.0.0"))

@@ -303,8 +303,15 @@ def _resign(services: Any) -> None:
         click.echo(f"  signed {done}/{missing}", err=True)
 
     signed = services.keys.resign(progress=progress)
-    click.echo(f"{signed} versions signed; every approved version carries the active "
-               f"signatures" if signed or not missing else "nothing to sign", err=True)
+    left, _ = services.keys.pending_count()
+    if not missing:
+        click.echo("nothing to sign", err=True)
+    elif left:
+        click.echo(f"{signed} versions signed; {left} still wait (run keys resign)", err=True)
+    else:
+        # the running servers' re-signing follower may have done part of the work
+        click.echo(f"{signed} versions signed here; every approved version carries the "
+                   f"active signatures", err=True)
 
 
 @keys.command("list")

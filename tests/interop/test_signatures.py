@@ -101,7 +101,8 @@ def test_rotation_and_revocation_as_npm_sees_them(registry_server, installed):
     reg = registry_server
     before = {k["keyid"] for k in json.loads(reg.http("GET", "/npm/-/npm/v1/keys").body)["keys"]}
     rotated = reg.cli("keys", "rotate").ok()
-    assert "signed" in rotated.output, rotated
+    # the CLI and the server's re-signing follower share the work; either way all is signed
+    assert "every approved version carries the active signatures" in rotated.output, rotated
     results = _verify(reg, installed)
     assert all(r["ok"] and r["signatures"] == 2 for r in results), results
     old = next(iter(before))

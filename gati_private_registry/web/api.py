@@ -1,35 +1,16 @@
 """The Gati REST API under ``/api/`` (JSON, bearer tokens). This part: approvals."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from ..domain import Principal
-from ..errors import FieldError, NotFound, Unauthenticated, ValidationFailed
-from ..services import Services
+from ..errors import FieldError, NotFound, ValidationFailed
 from ..services.packuments import iso
 from . import auth
+from .common import services as _services, json_response as _json, api_principal as _who
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _who() -> Principal:
-    who = auth.principal(request.environ, _services())
-    if who is None:
-        raise Unauthenticated("send a token: Authorization: Bearer <token>")
-    return who
 
 
 def _item(item: Any) -> dict[str, Any]:

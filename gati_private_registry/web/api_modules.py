@@ -8,32 +8,21 @@ Approval decisions (``POST .../<version>/approve|reject|quarantine``) stay in
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from ..domain import Principal
 from ..errors import FieldError, NotFound, Unauthenticated, ValidationFailed
-from ..services import Services
 from ..services.modules import ModulePage, VersionRow
 from ..services.packuments import iso
 from . import api, auth
 from .npm_read import iter_file
+from .common import services as _services, json_response as _json
 
 bp = Blueprint("api_modules", __name__, url_prefix="/api")
 
 DECISIONS = ("approve", "reject", "quarantine")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def split(rest: str) -> tuple[str, list[str]]:

@@ -2,39 +2,20 @@
 scope): list the policy plugins, enable or disable one, change or reset its settings."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from ..domain import Principal
-from ..errors import FieldError, Unauthenticated, ValidationFailed
-from ..services import Services
+from ..errors import FieldError, ValidationFailed
 from ..services.packuments import iso
 from ..services.plugin_admin import PluginInfo
 from . import auth
+from .common import services as _services, json_response as _json, api_principal as _who
 
 bp = Blueprint("api_plugins", __name__, url_prefix="/api")
 
 #: the keys a PATCH body may have; anything else is reported, not ignored
 PATCH_KEYS = ("enabled", "config")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _who() -> Principal:
-    who = auth.principal(request.environ, _services())
-    if who is None:
-        raise Unauthenticated("send an admin token: Authorization: Bearer <token>")
-    return who
 
 
 def plugin_json(info: PluginInfo) -> dict[str, Any]:

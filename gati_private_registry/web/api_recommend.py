@@ -3,28 +3,17 @@
 ``package.json`` (the body itself, or ``{"package.json": {...}}``)."""
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from ..errors import FieldError, ValidationFailed
-from ..services import Services
 from ..services.recommend import Suggestion
 from . import auth
 from .api_search import hit_json
+from .common import services as _services, json_response as _json
 
 bp = Blueprint("api_recommend", __name__, url_prefix="/api")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def suggestion_json(s: Suggestion) -> dict[str, Any]:

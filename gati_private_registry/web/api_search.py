@@ -3,27 +3,16 @@ categories. Reads: a token unless ``anonymous_read``; results are what the calle
 see (approved, plus their own pending versions)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from ..errors import FieldError, ValidationFailed
-from ..services import Services
 from ..services.search import SearchHit, SearchQuery
 from . import auth
+from .common import services as _services, json_response as _json
 
 bp = Blueprint("api_search", __name__, url_prefix="/api")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def hit_json(h: SearchHit) -> dict[str, Any]:

@@ -8,25 +8,21 @@ import io
 import json
 from typing import Any, Iterator
 
-from flask import Blueprint, Response, current_app, g, render_template, request
+from flask import Blueprint, Response, g, render_template, request
 from flask.typing import ResponseReturnValue
 
 from ..domain import Principal
 from ..errors import FieldError, Unauthenticated, ValidationFailed
-from ..services import Services
 from ..services.audit import AuditFilter, AuditRecord, parse_filter
 from . import auth
 from .panel import login_required
+from .common import services as _services
 
 api_bp = Blueprint("audit_api", __name__, url_prefix="/api/audit")
 panel_bp = Blueprint("audit_panel", __name__, url_prefix="/admin/audit")
 
 PAGE = 50
 CSV_COLUMNS = ("id", "at", "actor", "action", "subject", "ip", "user_agent", "details")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
 def _filter() -> AuditFilter:

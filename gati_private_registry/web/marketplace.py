@@ -6,23 +6,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import (Blueprint, Response, current_app, flash, g, redirect, render_template,
-                   request, url_for)
+from flask import (Blueprint, Response, flash, g, redirect, render_template, request,
+                   url_for)
 from flask.typing import ResponseReturnValue
 
 from ..domain import Principal
 from ..errors import FieldError, NotFound, ValidationFailed
-from ..services import Services
 from ..services.popularity import DailyDownloads
 from ..services.search import SORTS, SearchQuery
 from ..services.search_docs import Trust
 from . import auth
+from .common import services as _services
 
 bp = Blueprint("marketplace", __name__)
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
 def _viewer() -> Principal | None:

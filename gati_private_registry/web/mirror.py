@@ -2,32 +2,21 @@
 ``/metrics``, see web/ops.py): the status and curation API (``/api/mirror/...``, admins) and the panel page (``/admin/mirror``)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..domain import Principal
 from ..errors import FieldError, Forbidden, Unauthenticated, ValidationFailed
-from ..services import Services
 from ..services.packuments import iso
 from ..services.upstream.status import status
 from . import auth
 from .panel import login_required
+from .common import services as _services, json_response as _json
 
 api_bp = Blueprint("mirror_api", __name__, url_prefix="/api/mirror")
 panel_bp = Blueprint("mirror_panel", __name__, url_prefix="/admin/mirror")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
-
-
-def _json(data: Any, status_code: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status_code, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def _api_admin() -> Principal:

@@ -12,7 +12,8 @@ from ..errors import FieldError, ValidationFailed
 from ..services.packuments import iso
 from ..services.upstream.prefetch import JobView, parse_list, parse_lockfile
 from . import auth
-from .mirror import _api_admin, _json, _panel_admin, _services, api_bp, panel_bp
+from .common import json_response as _json, services as _services
+from .mirror import _api_admin, _panel_admin, api_bp, panel_bp
 from .panel import login_required
 
 

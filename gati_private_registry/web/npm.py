@@ -8,33 +8,21 @@ import zlib
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from ..domain import Principal, Scope, VersionState
 from ..errors import FieldError, NotFound, Unauthenticated, ValidationFailed
-from ..services import Services
 from ..services.packuments import iso
 from ..services.search import MAX_PER_PAGE, SearchQuery, npm_final, npm_score_detail
 from . import auth
 from .npm_paths import NpmRoute, parse_path
 from .npm_read import ABBREVIATED, NpmReadPath, iter_file
+from .common import services as _services, json_response as _json
 
 __all__ = ["ABBREVIATED", "NpmReadPath", "bp"]
 
 
 bp = Blueprint("npm", __name__)
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
 
 
 def _body() -> Any:

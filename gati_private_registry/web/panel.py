@@ -7,19 +7,16 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..errors import Forbidden, RateLimited, Unauthenticated, Unavailable, ValidationFailed
-from ..services import Services, review
+from ..services import review
 from . import auth, sessions
 from .errors import status_for
+from .common import services as _services
 
 bp = Blueprint("panel", __name__)
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
 def _sign_in() -> tuple[bool, str | None, int]:

@@ -12,23 +12,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from flask import (Blueprint, current_app, flash, g, redirect, render_template, request,
-                   url_for)
+from flask import (Blueprint, flash, g, redirect, render_template, request, url_for)
 from flask.typing import ResponseReturnValue
 
 from ..errors import FieldError, ValidationFailed
-from ..services import Services
 from ..services.plugin_admin import PluginInfo
 from . import auth
 from .panel import login_required
+from .common import services as _services
 
 bp = Blueprint("panel_plugins", __name__, url_prefix="/admin")
 
 _INT = re.compile(r"[+-]?\d+")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,16 @@
 ``/saml/slo`` (single logout). Only when ``[saml] enabled``."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from ..errors import Forbidden, NotFound, Unauthenticated
-from ..services import Services
 from ..services.saml import SamlServiceProvider
 from . import auth, sessions
 from .panel import local_target
+from .common import services as _services
 
 bp = Blueprint("saml", __name__, url_prefix="/saml")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
 def _sp() -> SamlServiceProvider:

@@ -3,26 +3,21 @@ the panel's token page (signed-in people, CSRF-protected forms). A secret is sho
 in the response that created it; only its sha256 is stored."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, render_template, request
+from flask import Blueprint, Response, g, render_template, request
 from flask.typing import ResponseReturnValue
 
 from ..domain import Origin, Principal, ROLE_MAX_SCOPE, Role, Scope
-from ..errors import FieldError, Unauthenticated, ValidationFailed
-from ..services import Services
+from ..errors import FieldError, ValidationFailed
 from ..services.accounts import TokenInfo
 from ..services.packuments import iso
 from . import auth
 from .panel import login_required
+from .common import services as _services, json_response as _json, api_principal as _who
 
 api_bp = Blueprint("tokens_api", __name__, url_prefix="/api/tokens")
 panel_bp = Blueprint("tokens_panel", __name__, url_prefix="/tokens")
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
 def _origin() -> Origin:
@@ -34,19 +29,6 @@ def token_json(t: TokenInfo) -> dict[str, Any]:
             "packages": t.packages or [], "cidr": t.cidr or [],
             "created": iso(t.created_at), "expires": iso(t.expires_at) if t.expires_at else None,
             "last_used": iso(t.last_used_at) if t.last_used_at else None}
-
-
-def _who() -> Principal:
-    who = auth.principal(request.environ, _services())
-    if who is None:
-        raise Unauthenticated("send a token: Authorization: Bearer <token>")
-    return who
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
 
 
 def _list_field(body: dict[str, Any], name: str, errors: list[FieldError]) -> list[str] | None:

@@ -2,30 +2,25 @@
 the panel pages under ``/admin/webhooks`` (signed-in admins, CSRF-protected forms)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flask import (Blueprint, Response, current_app, flash, g, redirect, render_template,
-                   request, url_for)
+from flask import (Blueprint, Response, flash, g, redirect, render_template, request,
+                   url_for)
 from flask.typing import ResponseReturnValue
 
 from ..domain import Origin, Principal
-from ..errors import FieldError, NotFound, Unauthenticated, ValidationFailed
-from ..services import Services
+from ..errors import FieldError, NotFound, ValidationFailed
 from ..services.packuments import iso
 from ..services.webhooks import (DEFAULT_EVENTS, EVENT_KINDS, UPDATABLE, DeliveryInfo,
                                  WebhookInfo)
 from . import auth
 from .panel import login_required
+from .common import services as _services, json_response as _json, api_principal as _who
 
 api_bp = Blueprint("webhooks_api", __name__, url_prefix="/api/webhooks")
 panel_bp = Blueprint("webhooks_panel", __name__, url_prefix="/admin/webhooks")
 
 CREATE_FIELDS = frozenset({"url", "events", "pattern", "description", "secret", "active"})
-
-
-def _services() -> Services:
-    return current_app.extensions["gati"]  # type: ignore[no-any-return]
 
 
 def _origin() -> Origin:
@@ -70,19 +65,6 @@ def delivery_json(d: DeliveryInfo) -> dict[str, Any]:
 
 
 # -- API -------------------------------------------------------------------------------
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    resp = Response(json.dumps(data), status=status, mimetype="application/json")
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _who() -> Principal:
-    who = auth.principal(request.environ, _services())
-    if who is None:
-        raise Unauthenticated("send a token: Authorization: Bearer <token>")
-    return who
 
 
 def _body(allowed: frozenset[str]) -> dict[str, Any]:

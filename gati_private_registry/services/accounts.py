@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..storage.db import aware as _aware
 from ..domain import ROLE_MAX_SCOPE, Origin, Principal, Role, Scope
 from ..errors import (Conflict, FieldError, Forbidden, NotFound, Unauthenticated, Unavailable,
                       ValidationFailed)
@@ -41,13 +42,6 @@ TOKEN_CACHE_SECONDS = 5.0
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone=True columns
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
 
 
 def token_digest(token: str) -> str:
@@ -89,7 +83,7 @@ class _CachedPrincipal:
 
 def _info(row: Token) -> TokenInfo:
     return TokenInfo(id=row.id, key=row.key, prefix=row.prefix, name=row.name,
-                     scope=Scope(row.scope), created_at=_aware(row.created_at),  # type: ignore[arg-type]
+                     scope=Scope(row.scope), created_at=_aware(row.created_at),
                      expires_at=_aware(row.expires_at), last_used_at=_aware(row.last_used_at),
                      cidr=row.cidr, packages=row.packages)
 
@@ -343,7 +337,7 @@ class AccountService:
                                                  Token.revoked_at.is_(None))
                              .order_by(Token.id)).all()
         now = _now()
-        return [_info(r) for r in rows if not (r.expires_at and _aware(r.expires_at) <= now)]  # type: ignore[operator]
+        return [_info(r) for r in rows if not (r.expires_at and _aware(r.expires_at) <= now)]
 
     def revoke_token(self, actor: Principal, key_or_secret: str, origin: Origin | None = None,
                      require_scope: bool = True) -> None:
@@ -396,7 +390,7 @@ class AccountService:
                                   scope=Scope(row.scope), token_id=row.id,
                                   packages=tuple(row.packages or ()))
             stale_use = row.last_used_at is None or \
-                _now() - _aware(row.last_used_at) > timedelta(minutes=1)  # type: ignore[operator]
+                _now() - _aware(row.last_used_at) > timedelta(minutes=1)
             entry = _CachedPrincipal(principal, _aware(row.expires_at), row.cidr, gen, now_mono)
         if stale_use:
             # last use is informational: updated at most once a minute per token
@@ -444,7 +438,7 @@ class AccountService:
 
     def _web_login(self, s: Session, sid: str) -> WebLogin:
         row = s.get(WebLogin, token_digest(sid))
-        if row is None or row.consumed or _aware(row.expires_at) <= _now():  # type: ignore[operator]
+        if row is None or row.consumed or _aware(row.expires_at) <= _now():
             raise NotFound("this login link has expired or was already used")
         return row
 

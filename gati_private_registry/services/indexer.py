@@ -28,7 +28,8 @@ from ..storage.changes import Generation
 from ..storage.db import Database
 from ..storage.models import Change
 from ..storage.search_index import SearchIndex
-from .search_docs import TrustRules, aware, build_documents
+from ..storage.db import aware
+from .search_docs import TrustRules, build_documents
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,14 @@ and another takes over within :data:`LEASE` when it stops.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..storage.db import aware
 from ..storage.db import Database
 from ..storage.models import WorkerLease
 
@@ -22,13 +23,6 @@ log = logging.getLogger(__name__)
 
 #: how long a lease lasts without renewal; the holder renews when half of it is left
 LEASE = timedelta(seconds=30)
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    # SQLite hands back naive UTC, PostgreSQL aware datetimes
-    if dt is None:
-        return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
 class Lease:

@@ -27,7 +27,8 @@ from . import audit, markdown
 from .popularity import Metrics, PopularityService
 from .publish import now
 from .search import SearchService
-from .search_docs import (aware, author_of, category_of, contracts_of, keywords_of)
+from ..storage.db import aware
+from .search_docs import author_of, category_of, contracts_of, keywords_of
 from .validation import version_sort_key
 
 #: most bytes read from one tarball member for the page (changelog, type definitions)

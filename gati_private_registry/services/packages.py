@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import select
@@ -15,7 +14,7 @@ from ..domain import Origin, Principal, Scope, VersionState, split_name
 from ..errors import FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage import changes
 from ..storage.db import Database
-from ..storage.models import DistTag, Maintainer, Package, Packument, User, Version
+from ..storage.models import DistTag, Package, Version
 from . import audit, ownership, packuments
 from .packuments import PackageRow
 from .publish import PublishService, now

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from ..storage.db import aware as _aware
 from ..errors import Unauthenticated, Unavailable
 from ..settings import SamlSettings
 from ..storage.db import Database
@@ -33,11 +34,6 @@ REQUEST_TTL = timedelta(minutes=15)
 #: outstanding AuthnRequest ids share the table with used assertion ids, under this prefix
 _REQUEST = "request:"
 _IN_RESPONSE_TO = re.compile(r'<(?:\w+:)?Response\b[^>]*\bInResponseTo="([^"]{1,200})"')
-
-
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..storage.db import aware
 from ..domain import VersionState
 from ..storage.models import (DistTag, Maintainer, Package, Team, TeamMember, Transition,
                               TrustMark, User, Version)
@@ -39,10 +40,6 @@ class Trust(str, enum.Enum):
 class TrustRules:
     official_teams: tuple[str, ...] = ()
     trusted_approvers: int = 2
-
-
-def aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt
 
 
 def category_of(gati_module: Any) -> str:

@@ -14,8 +14,8 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Callable
 
 import nacl.exceptions
 import nacl.signing
@@ -26,6 +26,7 @@ from sqlalchemy import and_, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..storage.db import aware as _aware
 from ..domain import Origin, Principal, VersionState
 from ..errors import Conflict, FieldError, Forbidden, NotFound, Unavailable, ValidationFailed
 from ..settings import SigningSettings
@@ -366,6 +367,3 @@ def _approved() -> Any:
     return and_(Version.state == VersionState.APPROVED.value, Version.unpublished_at.is_(None))
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive UTC, PostgreSQL aware datetimes
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)

@@ -10,6 +10,7 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..storage.db import aware as _aware
 from ..domain import Origin, Role
 from ..errors import Forbidden, RateLimited
 from ..settings import Settings
@@ -170,6 +171,3 @@ class SignOnService:
         return bool(gone)
 
 
-def _aware(dt: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt

@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
@@ -34,7 +33,7 @@ from .background import Runner
 from .leases import Lease
 from .packuments import iso
 from .webhook_http import USER_AGENT, Outcome, Transport, body_of, post, sign
-from .webhooks import aware
+from ..storage.db import aware
 
 log = logging.getLogger(__name__)
 

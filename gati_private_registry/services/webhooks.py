@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from ..storage.db import aware
 from ..domain import Origin, Principal
 from ..errors import FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage.db import Database
@@ -40,13 +41,6 @@ _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC, PostgreSQL aware datetimes: make both aware."""
-    if dt is not None and dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from datetime import datetime, timezone
+from typing import Any, Iterator, overload
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
@@ -129,3 +130,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@overload
+def aware(dt: datetime) -> datetime: ...
+@overload
+def aware(dt: None) -> None: ...
+def aware(dt: datetime | None) -> datetime | None:
+    """A stored datetime as an aware UTC one: SQLite hands back naive datetimes even for
+    ``timezone=True`` columns, PostgreSQL aware ones."""
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt

@@ -30,6 +30,7 @@ from typing import Any, Callable
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ...storage.db import aware as _aware
 from ...errors import NotFound, Unavailable
 from ...settings import Settings
 from ...storage.db import Database
@@ -66,10 +67,6 @@ class Doc:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
 class UpstreamDocuments:

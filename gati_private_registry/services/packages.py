@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain import Origin, Principal, Scope, VersionState, split_name
-from ..errors import FieldError, Forbidden, NotFound, ValidationFailed
+from ..errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from ..storage import changes
 from ..storage.db import Database
 from ..storage.models import DistTag, Package, Version
@@ -138,13 +138,19 @@ class PackageService:
     # -- packument writes from npm (deprecate, unpublish) ------------------------------
 
     def update_from_document(self, principal: Principal, name: str, body: Any,
-                             origin: Origin | None = None, *, removal: bool) -> str:
+                             origin: Origin | None = None, *, removal: bool,
+                             rev: str | None = None) -> str:
         """Apply a packument PUT without attachments: npm deprecate (versions carry a
         changed ``deprecated``), npm unpublish of versions (``removal``: versions missing
         from the body go), owner changes (no ``versions`` key: nothing to do here).
         Client-sent dist, times and signatures are never taken. Returns what was done.
 
-        Raises :class:`ValidationFailed`, :class:`NotFound`, :class:`Forbidden`."""
+        ``rev`` is the document revision the client read (npm unpublish PUTs to
+        ``/-rev/REV``). A removal against an older revision is refused: the body cannot
+        list versions approved since, and would unpublish them.
+
+        Raises :class:`ValidationFailed`, :class:`NotFound`, :class:`Forbidden`,
+        :class:`Conflict` (``rev`` is not the current revision)."""
         if not isinstance(body, dict):
             raise ValidationFailed("body must be a JSON object", details=[FieldError("body", "not an object")])
         versions = body.get("versions")
@@ -158,6 +164,9 @@ class PackageService:
             pkg = self._owned(s, principal, name)
             live = self._live(s, pkg)
             done = []
+            if removal and rev is not None and rev.split("-", 1)[0] != str(pkg.rev):
+                raise Conflict(f"{name} changed since it was read (revision {rev.split('-', 1)[0]}, "
+                               f"now {pkg.rev}): read it again and retry")
             if removal:
                 gone = [v for v in live if v not in versions]
                 if gone and len(gone) == len(live):

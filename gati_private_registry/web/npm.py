@@ -120,7 +120,7 @@ def h_rev_put(route: NpmRoute) -> Response:
     who = _who()
     assert who is not None
     done = _services().packages.update_from_document(who, route.name, _body(), _origin(),
-                                                     removal=True)
+                                                     removal=True, rev=route.arg)
     return _json({"ok": True, "id": route.name, "message": done})
 
 

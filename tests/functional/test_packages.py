@@ -84,6 +84,26 @@ def test_unpublish_one_version_then_whole_package(registry: Registry) -> None:
     assert list(registry.doc("going")["versions"]) == ["2.0.0"]
 
 
+def test_unpublish_against_an_old_revision_is_refused(registry: Registry) -> None:
+    """npm unpublish reads the document, drops a version and PUTs the rest to /-rev/REV.
+    A version published in between is missing from that body: a stale revision must
+    not unpublish it."""
+    publish_versions(registry, "racing", "1.0.0", "1.0.1")
+    h = registry.headers(registry.token())
+    doc = json.loads(registry.client.get("/npm/racing?write=true", headers=h).data)
+    publish_versions(registry, "racing", "1.0.2")            # someone else, meanwhile
+    del doc["versions"]["1.0.0"]
+    resp = registry.client.put(f"/npm/racing/-rev/{doc['_rev']}", json=doc, headers=h)
+    assert resp.status_code == 409
+    assert "read it again" in resp.json["error"]
+    assert sorted(registry.doc("racing")["versions"]) == ["1.0.0", "1.0.1", "1.0.2"]
+    # read again: the current revision lists 1.0.2, and only 1.0.0 goes
+    doc = json.loads(registry.client.get("/npm/racing?write=true", headers=h).data)
+    del doc["versions"]["1.0.0"]
+    assert registry.client.put(f"/npm/racing/-rev/{doc['_rev']}", json=doc, headers=h).status_code == 200
+    assert sorted(registry.doc("racing")["versions"]) == ["1.0.1", "1.0.2"]
+
+
 def test_version_document_and_tags(registry: Registry) -> None:
     publish_versions(registry, "single", "1.0.0", "1.2.0")
     h = registry.headers(registry.token())

@@ -26,8 +26,12 @@ echo "== load between: $(cut -d' ' -f1-3 /proc/loadavg)"
 DATA=$(mktemp -d /tmp/gati-bench-data.XXXXXX)
 PORT=${PORT:-18080}
 # Same access policy as the Verdaccio peer: anonymous reads, token-authenticated writes.
+# Verdaccio has no approval step, so versions are approved as they arrive (auto). The
+# shared corpus's gati-module.json says `kind`, not the `type` our contract plugin
+# requires, and its names are not under a configured scope policy: those two plugins
+# would reject every version, so they are not loaded for this comparison.
 GATI_REGISTRY_ANONYMOUS_READ=true GATI_REGISTRY_ADMIN_PASSWORD=bench-admin-pass-1 \
-    GATI_REGISTRY_APPROVALS__DEFAULT_MODE=auto \
+    GATI_REGISTRY_APPROVALS__DEFAULT_MODE=auto GATI_REGISTRY_PLUGINS__BLOCKED=names,gati_contract \
   setsid gati-registry serve --port "$PORT" --data "$DATA" >"$DATA/server.log" 2>&1 &
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.2; done
 GPID=$(pgrep -f "gati-registry serve --port $PORT" | head -1)

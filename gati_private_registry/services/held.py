@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, select
 from ..domain import Principal, Scope, VersionState
 from ..storage.db import Database
 from ..storage.models import Package, User, Version
-from .packuments import BASE_MARKER, iso, version_document
+from .packuments import BASE_MARKER, iso, readme_of, version_document
 from .validation.names import version_sort_key
 
 _HELD = (select(Version.version, Version.publisher_id)
@@ -32,6 +32,7 @@ _HELD_ROWS = (select(Version.version, Version.manifest, Version.publisher_id,
                      Version.deprecated, Version.integrity, Version.shasum,
                      Version.file_count, Version.unpacked_size, Version.published_at,
                      Version.state, Version.state_reason, Version.state_changed_at, Version.tag,
+                     Version.readme, Version.readme_filename,
                      Package.created_at, Package.modified_at)
               .join(Package, Package.id == Version.package_id)
               .where(Package.name == bindparam("name"), Version.unpublished_at.is_(None),
@@ -87,9 +88,11 @@ class HeldVersions:
                  public: dict[str, Any] | None) -> dict[str, Any] | None:
         """The full packument of ``name`` as ``principal`` sees it: ``public`` (the
         installable document, or None when nothing is approved) plus the held versions
-        they may see. Dist-tags are left as installs see them; a package with nothing
-        approved gets the tags its publishers asked for, so ``npm view NAME`` shows what
-        waits. None when there is nothing to show."""
+        they may see. Dist-tags, description and README are left as installs see them
+        (a held version's README is in its own entry only); a package with nothing
+        approved gets the tags its publishers asked for, and the description and README
+        of the held version its ``latest`` names, so ``npm view NAME`` shows what waits.
+        None when there is nothing to show."""
         with self.db.read() as s:
             rows = s.execute(_HELD_ROWS, {"name": name}).all()
             mine = [r for r in rows
@@ -108,11 +111,19 @@ class HeldVersions:
             entry["dist"]["tarball"] = entry["dist"]["tarball"].replace(BASE_MARKER, prefix)
             entry["gati"] = {"state": r.state, "reason": r.state_reason,
                              "stateChangedAt": iso(r.state_changed_at)}
+            readme, readme_filename = readme_of(r.readme, r.readme_filename, r.manifest)
+            if readme:
+                entry["readme"], entry["readmeFilename"] = readme, readme_filename
             doc["versions"][r.version] = entry
             doc["time"][r.version] = iso(r.published_at)
         if public is None:
             for r in sorted(mine, key=lambda r: version_sort_key(r.version)):
                 doc["dist-tags"][r.tag] = r.version
+            shown = doc["versions"].get(doc["dist-tags"].get("latest")) or \
+                doc["versions"][max(doc["versions"], key=version_sort_key)]
+            doc["description"] = str(shown.get("description") or "")
+            doc["readme"] = shown.get("readme", "")
+            doc["readmeFilename"] = shown.get("readmeFilename", "")
         return doc
 
 

@@ -24,10 +24,10 @@ from ..storage.db import Database
 from ..storage.models import (DistTag, Maintainer, Package, SigningKey, TrustMark, User,
                               Version, VersionSignature)
 from . import audit, markdown
+from .packuments import readme_of
 from .popularity import Metrics, PopularityService
 from .publish import now
 from .search import SearchService
-from ..storage.db import aware
 from .search_docs import author_of, category_of, contracts_of, keywords_of
 from .validation import version_sort_key
 
@@ -173,8 +173,8 @@ class ModuleService:
             row = s.scalar(select(Version).where(Version.package_id == pkg.id,
                                                  Version.version == shown_version))
             assert row is not None
-            newest = s.scalar(select(Version.published_at).where(Version.package_id == pkg.id)
-                              .order_by(Version.published_at.desc()).limit(1))
+            # the shown (approved) version's own README, never a newer held one's
+            readme, _ = readme_of(row.readme, row.readme_filename, row.manifest)
             maintainers = sorted(s.scalars(select(User.username).join(
                 Maintainer, Maintainer.user_id == User.id).where(Maintainer.package_id == pkg.id)))
             mark = s.get(TrustMark, pkg.id)
@@ -183,8 +183,6 @@ class ModuleService:
                 .join(SigningKey, SigningKey.keyid == VersionSignature.keyid)
                 .where(VersionSignature.version_id == row.id, SigningKey.revoked_at.is_(None)))]
         manifest = row.manifest if isinstance(row.manifest, dict) else {}
-        readme = pkg.readme if newest is None or aware(row.published_at) >= aware(newest) else \
-            str(manifest.get("readme") or "")
         members = _tarball_members(self.blobs, row.blob_digest)
         changelog = next((t for p, t in members.items() if p.lower().startswith("changelog")), "")
         summary = self.search.summaries(principal, [name]).get(name)

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -109,8 +109,11 @@ PACKAGE_COLUMNS = (Package.id, Package.name, Package.rev, Package.created_at,
 _LOCK_PACKAGE = select(*PACKAGE_COLUMNS).where(Package.name == bindparam("name")).with_for_update()
 _TOUCH = update(Package).where(Package.id == bindparam("pid")).values(
     rev=bindparam("b_rev"), modified_at=bindparam("b_modified_at"))
-_TOUCH_TEXT = _TOUCH.values(description=bindparam("b_description"), readme=bindparam("b_readme"),
-                            readme_filename=bindparam("b_readme_filename"))
+_SET_TEXT = update(Package).where(Package.id == bindparam("pid")).values(
+    description=bindparam("b_description"), readme=bindparam("b_readme"),
+    readme_filename=bindparam("b_readme_filename"))
+_VERSION_README = select(Version.readme, Version.readme_filename).where(
+    Version.id == bindparam("vid"))
 _VERSIONS = select(Version.id, Version.version, Version.manifest, Version.publisher_id,
                    Version.deprecated, Version.integrity, Version.shasum,
                    Version.file_count, Version.unpacked_size, Version.published_at).where(
@@ -148,29 +151,51 @@ def dist_tags(session: Session, package_id: int) -> dict[str, str]:
     return {tag: version for tag, version in session.connection().execute(_TAGS, {"pid": package_id})}
 
 
-def touch(session: Session, package: PackageRow, *, description: str | None = None,
-          readme: str | None = None, readme_filename: str | None = None) -> PackageRow:
-    """Bump the package's revision and modification time; with ``description``, also
-    set it and the readme."""
+def touch(session: Session, package: PackageRow) -> PackageRow:
+    """Bump the package's revision and modification time. (Its description and README
+    are not set here: :func:`render` derives them from the version at ``latest``.)"""
     t = datetime.now(timezone.utc)
-    params: dict[str, Any] = {"pid": package.id, "b_rev": package.rev + 1, "b_modified_at": t}
-    fields: dict[str, Any] = {**package.__dict__, "rev": package.rev + 1, "modified_at": t}
-    if description is None:
-        session.connection().execute(_TOUCH, params)
+    session.connection().execute(_TOUCH, {"pid": package.id, "b_rev": package.rev + 1,
+                                          "b_modified_at": t})
+    return replace(package, rev=package.rev + 1, modified_at=t)
+
+
+def readme_of(readme: str, readme_filename: str, manifest: Any) -> tuple[str, str]:
+    """A version's README and its file name: the stored one, else (versions mirrored
+    before READMEs were kept per version) a ``readme`` the manifest carries."""
+    if readme:
+        return readme, readme_filename
+    if isinstance(manifest, dict) and isinstance(manifest.get("readme"), str):
+        name = manifest.get("readmeFilename")
+        return manifest["readme"], name if isinstance(name, str) else ""
+    return "", ""
+
+
+def _shown_text(session: Session, package: PackageRow, shown: Any) -> PackageRow:
+    """``package`` with the description and README of ``shown`` (the version at
+    ``latest`` among approved versions; None when there is none: then empty), stored on
+    the package row when they differ. Held versions never get here, so a pending or
+    rejected version's text never reaches the public document, the marketplace or
+    search, and moving ``latest`` (approval, dist-tag, unpublish) moves the text with it."""
+    if shown is None:
+        text = ("", "", "")
     else:
-        text = {"description": description,
-                "readme": package.readme if readme is None else readme,
-                "readme_filename": package.readme_filename if readme_filename is None
-                else readme_filename}
-        session.connection().execute(_TOUCH_TEXT, {**params, **{"b_" + k: v for k, v in text.items()}})
-        fields.update(text)
-    return PackageRow(**fields)
+        manifest = shown.manifest if isinstance(shown.manifest, dict) else {}
+        row = session.connection().execute(_VERSION_README, {"vid": shown.id}).one()
+        readme, filename = readme_of(row.readme, row.readme_filename, manifest)
+        text = (str(manifest.get("description") or ""), readme, filename)
+    if text == (package.description, package.readme, package.readme_filename):
+        return package
+    session.connection().execute(_SET_TEXT, {"pid": package.id, "b_description": text[0],
+                                             "b_readme": text[1], "b_readme_filename": text[2]})
+    return replace(package, description=text[0], readme=text[1], readme_filename=text[2])
 
 
 def render(session: Session, package: PackageRow, *, maintainers: list[int] | None = None,
            tags: dict[str, str] | None = None) -> str:
-    """Rebuild and store the documents of ``package`` in the caller's transaction;
-    returns the new ETag. ``maintainers`` and ``tags``, when the caller already has them
+    """Rebuild and store the documents of ``package`` in the caller's transaction (and
+    the package's description and README, from the version now at ``latest``); returns
+    the new ETag. ``maintainers`` and ``tags``, when the caller already has them
     as they now are, save two queries."""
     conn = session.connection()
     # only the columns a packument shows: never the file lists, which can be large
@@ -184,6 +209,8 @@ def render(session: Session, package: PackageRow, *, maintainers: list[int] | No
     tags = {tag: version for tag, version in all_tags.items() if version in live}
     if versions and "latest" not in tags:
         tags["latest"] = highest_version(live) or versions[-1].version
+    package = _shown_text(session, package,
+                          next((v for v in versions if v.version == tags.get("latest")), None))
     name = package.name
     time_map: dict[str, str] = {"created": iso(package.created_at),
                                 "modified": iso(package.modified_at)}

@@ -317,7 +317,8 @@ class PublishService:
                     "publisher_id": principal.user_id, "published_at": t,
                     "state_changed_at": t, "state_reason": reason,
                     "deprecated": None, "unpublished_at": None,
-                    "stage_id": stage_id, "tag": cand.tag})
+                    "stage_id": stage_id, "tag": cand.tag, "readme": cand.readme,
+                    "readme_filename": cand.readme_filename if cand.readme else ""})
                 version_id = inserted.inserted_primary_key[0]  # type: ignore[index]
                 record_votes(conn, version_id, votes, t)
                 if state is VersionState.APPROVED and self._sign is not None:
@@ -333,11 +334,9 @@ class PublishService:
                 # approved (then ApprovalService applies the tag it asked for)
                 if state is VersionState.APPROVED:
                     apply_tag(conn, pkg.id, tags, cand.tag, cand.version)
-                pkg = packuments.touch(
-                    s, pkg,
-                    description=str(cand.manifest.get("description") or pkg.description or ""),
-                    readme=cand.readme or None,
-                    readme_filename=cand.readme_filename if cand.readme else None)
+                # the package's description and README follow `latest` (render sets
+                # them): a held version's text stays on its own row until approved
+                pkg = packuments.touch(s, pkg)
                 packuments.render(s, pkg, maintainers=maintainers, tags=tags)
                 changes.append(s, "version.publish", package=cand.name, version=cand.version,
                                state=state.value, tag=cand.tag)

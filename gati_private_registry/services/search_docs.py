@@ -20,7 +20,7 @@ from ..domain import VersionState
 from ..storage.models import (DistTag, Maintainer, Package, Team, TeamMember, Transition,
                               TrustMark, User, Version)
 from ..storage.search_index import summary_json
-from .packuments import iso
+from .packuments import iso, readme_of
 from .validation import highest_version, version_sort_key
 
 #: README text indexed per package (the rest adds little to ranking)
@@ -84,8 +84,6 @@ def dependencies_of(manifest: dict[str, Any]) -> list[str]:
 class _Pkg:
     id: int
     name: str
-    description: str
-    readme: str
     modified_at: datetime
 
 
@@ -115,8 +113,7 @@ def build_documents(s: Session, names: Iterable[str] | None, rules: TrustRules
     """Index documents for ``names`` (every package when None), and the names that
     should have none (nothing approved or pending any more, or no such package)."""
     wanted = None if names is None else sorted(set(names))
-    q = select(Package.id, Package.name, Package.description, Package.readme,
-               Package.modified_at)
+    q = select(Package.id, Package.name, Package.modified_at)
     pkgs: list[_Pkg] = []
     if wanted is None:
         pkgs = [_Pkg(*r) for r in s.execute(q.order_by(Package.id))]
@@ -138,7 +135,7 @@ def _documents(s: Session, pkgs: list[_Pkg], rules: TrustRules, official: set[in
                ) -> tuple[list[dict[str, Any]], list[str]]:
     ids = [p.id for p in pkgs]
     versions: dict[int, list[Any]] = {}
-    for v in s.execute(select(Version.package_id, Version.version, Version.state,
+    for v in s.execute(select(Version.id, Version.package_id, Version.version, Version.state,
                               Version.manifest, Version.gati_module, Version.publisher_id,
                               Version.published_at, Version.deprecated)
                        .where(Version.package_id.in_(ids), Version.unpublished_at.is_(None),
@@ -152,9 +149,6 @@ def _documents(s: Session, pkgs: list[_Pkg], rules: TrustRules, official: set[in
                                    .join(User, User.id == Maintainer.user_id)
                                    .where(Maintainer.package_id.in_(ids))):
         people.setdefault(pid, []).append(username)
-    newest_published = dict(s.execute(
-        select(Version.package_id, func.max(Version.published_at))
-        .where(Version.package_id.in_(ids)).group_by(Version.package_id)).all())
     marked = set(s.scalars(select(TrustMark.package_id).where(TrustMark.package_id.in_(ids))))
     # people who moved a pending version to approved (auto-approval at publish has no
     # old state and does not count)
@@ -169,6 +163,8 @@ def _documents(s: Session, pkgs: list[_Pkg], rules: TrustRules, official: set[in
         User.id.in_(publisher_ids))).all()) if publisher_ids else {}
     docs: list[dict[str, Any]] = []
     gone: list[str] = []
+    # (package, approved by version, pending, the version whose text is indexed)
+    chosen: list[tuple[_Pkg, dict[str, Any], list[Any], Any]] = []
     for p in pkgs:
         vs = versions.get(p.id, [])
         approved = {v.version: v for v in vs if v.state == VersionState.APPROVED.value}
@@ -182,10 +178,15 @@ def _documents(s: Session, pkgs: list[_Pkg], rules: TrustRules, official: set[in
         else:
             gone.append(p.name)
             continue
+        chosen.append((p, approved, pending, shown))
+    # the shown version's own README (a pending one's only in a document marked not
+    # visible, which only its publishers find): never the text of a newer held version
+    readmes = {r.id: (r.readme, r.readme_filename) for r in s.execute(
+        select(Version.id, Version.readme, Version.readme_filename).where(
+            Version.id.in_([c[3].id for c in chosen])))} if chosen else {}
+    for p, approved, pending, shown in chosen:
         manifest = shown.manifest if isinstance(shown.manifest, dict) else {}
-        # the package row's README is the last published one; it belongs to the shown
-        # version only when that is the newest (a pending version's text stays private)
-        readme = p.readme if aware(shown.published_at) >= aware(newest_published[p.id]) else ""
+        readme, _ = readme_of(*readmes[shown.id], manifest)
         description = str(manifest.get("description") or "")[:2000]
         keywords = keywords_of(manifest)
         category = category_of(shown.gati_module)

@@ -63,6 +63,8 @@ class Package(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(214), unique=True)
     scope: Mapped[str | None] = mapped_column(String(214), nullable=True, index=True)
+    #: description, readme and readme_filename are those of the version at ``latest``
+    #: among approved versions, re-derived whenever the packument is rendered
     description: Mapped[str] = mapped_column(Text, default="")
     readme: Mapped[str] = mapped_column(Text, default="")
     readme_filename: Mapped[str] = mapped_column(String(255), default="")
@@ -132,6 +134,13 @@ class Version(Base):
     #: upstream's ``dist`` (its signatures and attestations stay verifiable)
     upstream: Mapped[str | None] = mapped_column(String(64), nullable=True)
     upstream_dist: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: this version's README as published. The package's ``readme`` is a copy of the
+    #: one of the version at ``latest`` among approved versions, so a held version's
+    #: text reaches nobody but its publisher and approvers. Deferred: ORM loads of
+    #: versions (dist-tag, deprecate, unpublish) never need it.
+    readme: Mapped[str] = mapped_column(Text, default="", server_default="", deferred=True)
+    readme_filename: Mapped[str] = mapped_column(String(255), default="", server_default="",
+                                                 deferred=True)
 
     package: Mapped[Package] = relationship()
     publisher: Mapped[User | None] = relationship()

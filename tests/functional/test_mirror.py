@@ -14,7 +14,8 @@ from gati_private_registry.services import Services, build_services
 from gati_private_registry.services.upstream.tarballs import TarballRefused
 from gati_private_registry.settings import Settings
 from gati_private_registry.storage import migrate
-from gati_private_registry.storage.models import AuditEvent, Change, UpstreamPackument, Version
+from gati_private_registry.storage.models import (AuditEvent, Change, Package, UpstreamPackument,
+                                                  Version)
 from gati_private_registry.testing import ModuleSpec
 
 from .driver import Registry
@@ -192,8 +193,15 @@ def test_manual_policy_queues_the_first_request_for_an_approver(
     admin = services.accounts.authenticate_token(registry.token("admin", "admin"), "")
     queue = services.approvals.queue(admin, "pending", package="@held/lib")
     assert [(i.version, i.state) for i in queue] == [("1.0.0", "pending")]
+
+    def description() -> str:
+        with services.db.read() as s:
+            return str(s.scalar(select(Package.description).where(Package.name == "@held/lib")))
+
+    assert description() == ""   # a held upstream version's text shows nowhere yet
     services.approvals.decide(admin, "@held/lib", "1.0.0", "approve")
     assert list(registry.doc("@held/lib")["versions"]) == ["1.0.0"]
+    assert description() == "upstream @held/lib"
     assert registry.tarball("@held/lib", "1.0.0").status_code == 200
 
 

@@ -35,9 +35,17 @@ def test_publish_pending_approve_install_then_reject_and_quarantine(registry_ser
     assert json.loads((installed / "package.json").read_text())["version"] == "1.0.0"
 
     # a rejected version never becomes installable
-    newer = reg.make_package(name, "1.1.0")
+    newer = reg.make_package(name, "1.1.0", description="held back text")
     reg.publish_dir(newer.path, reg.token("admin", "publish")).ok()
-    decide(reg, name, "1.1.0", "reject", "licence not allowed")
+    # nor does a held version change the description or README npm view shows
+    for when in ("held", "rejected"):
+        for field, want in (("description", "Gati interop test module"),
+                            ("readme", "Version 1.0.0.")):
+            shown = reg.npm("view", name, field, token=reg.token("admin", "read")).ok()
+            assert want in shown.output and "held back" not in shown.output \
+                and "1.1.0" not in shown.output, (when, shown)
+        if when == "held":
+            decide(reg, name, "1.1.0", "reject", "licence not allowed")
     fresh = reg.make_project({name: "^1.0.0"})
     reg.npm("install", cwd=fresh, token=reg.token("admin", "read")).ok()
     assert json.loads((fresh / "node_modules" / name / "package.json").read_text())["version"] == "1.0.0"

@@ -131,8 +131,9 @@ class VersionStore:
             if mv.state == VersionState.APPROVED.value and self._sign is not None:
                 self._sign(s, version_id, mv.name, mv.version, mv.integrity)
             record_transition(conn, version_id, None, mv.state, actor(mv.upstream), mv.reason, t)
-            packuments.render(s, packuments.touch(
-                s, pkg, description=str(manifest.get("description") or pkg.description or "")))
+            # the package's description follows `latest` among approved versions (render
+            # sets it): a quarantined or pending upstream version's text shows nowhere
+            packuments.render(s, packuments.touch(s, pkg))
             changes.append(s, "version.mirror", package=mv.name, version=mv.version,
                            state=mv.state, upstream=mv.upstream)
             audit.record(s, actor(mv.upstream), "version.mirror", f"{mv.name}@{mv.version}",

@@ -119,6 +119,16 @@ def _allowed(s: Searcher, filters: list[wq.Query]) -> Any:
     return found
 
 
+def _column(s: Searcher, fieldname: str) -> Any:
+    """The column of a sortable field, indexed by document number. An index with no
+    segment at all (never built, or everything deleted and merged away) has no columns:
+    Whoosh raises NotImplementedError there, so that case is an empty mapping."""
+    reader = s.reader()
+    if reader.doc_count_all() == 0:
+        return {}
+    return reader.column_reader(fieldname)
+
+
 def _deletions(word: str) -> set[str]:
     return {word[:i] + word[i + 1:] for i in range(len(word))}
 
@@ -235,7 +245,7 @@ class SearchService:
             counts: dict[str, int] = {}
             if facets:
                 base = wq.And(([textq] if textq else []) + filters)
-                column = s.reader().column_reader("category")
+                column = _column(s, "category")
                 tally = Counter(column[d] for d in s.docs_for_query(base))
                 counts = {str(k): v for k, v in tally.most_common() if k}
             if q.category:
@@ -263,9 +273,9 @@ class SearchService:
     def _sorted(self, s: Searcher, textq: wq.Query | None, filters: list[wq.Query],
                 q: SearchQuery, start: int) -> tuple[list[tuple[int, float]], int]:
         docnums = list(s.docs_for_query(wq.And(([textq] if textq else []) + filters)))
-        names = s.reader().column_reader("name")
+        names = _column(s, "name")
         if q.sort == "recent":
-            modified = s.reader().column_reader("modified")
+            modified = _column(s, "modified")
             docnums.sort(key=lambda d: (-modified[d], names[d]))
         else:
             metrics = self.popularity.all_metrics()
@@ -306,7 +316,7 @@ class SearchService:
         """Packages (visible to the caller) whose shown version depends on ``name``."""
         with self.index.searcher() as s:
             found = s.docs_for_query(wq.And([wq.Term("deps", name), visibility(principal)]))
-            names = s.reader().column_reader("name")
+            names = _column(s, "name")
             return sorted(names[d] for d in found)
 
     def dependents_counts(self, names: Iterable[str]) -> dict[str, int]:

@@ -257,3 +257,19 @@ def test_lockfiles_feed_install_co_occurrence(published: Registry) -> None:
     assert api(reg, "POST", "/api/recommendations", read, v1).status_code == 200
     too_many = {"lockfileVersion": 3, "packages": {f"node_modules/p{i}": {} for i in range(2001)}}
     assert api(reg, "POST", "/api/recommendations", read, too_many).status_code == 400
+
+
+def test_an_index_with_no_segment_answers_empty_not_500(registry: Registry) -> None:
+    """Before the index follower has run (or after everything was deleted and merged
+    away) the index has no segment, and Whoosh has no columns to sort or count by."""
+    registry.publish(ModuleSpec("early-bird", "1.0.0", description="published first"))
+    assert registry.services.index.doc_count() == 0
+    reader = registry.token("admin", "read")
+    module = api(registry, "GET", "/api/modules/early-bird", reader)
+    assert module.status_code == 200, module.data
+    assert module.json["name"] == "early-bird"
+    for sort in ("relevance", "recent", "downloads", "stars"):
+        found = api(registry, "GET", f"/api/search?sort={sort}", reader)
+        assert found.status_code == 200, (sort, found.data)
+        assert found.json["results"] == [] and found.json["total"] == 0
+    assert api(registry, "GET", "/npm/-/v1/search?text=early", reader).json["objects"] == []

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -121,14 +122,30 @@ class SearchIndex:
         local = self._local
         cached = getattr(local, "entry", None)
         if cached is None or cached[0] != gen:
-            path = self._ensure()
             # not Searcher.refresh(): it reuses segment readers by segment id and so
             # keeps serving documents deleted (replaced) in a reused segment
+            path, searcher = self._open()
             if cached is not None:
                 cached[2].close()
-            searcher = whoosh_index.open_dir(str(path)).searcher()
             local.entry = cached = (gen, path, searcher)
         yield cached[2]
+
+    def _open(self) -> tuple[Path, Searcher]:
+        """The live generation and a searcher on its newest commit. Whoosh lists the
+        directory for the newest table of contents, then opens it and its segments; the
+        follower's next commit (in another process) may delete those files in between,
+        and a rebuild may retire the generation. A file that vanished means something
+        newer exists: look again. Raises FileNotFoundError if it keeps vanishing."""
+        attempts = 20
+        for attempt in range(attempts):
+            path = self._ensure()
+            try:
+                return path, whoosh_index.open_dir(str(path)).searcher()
+            except FileNotFoundError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def cursor(self) -> int:
         """The last changes-feed seq the live index holds (0 when new)."""

@@ -2,6 +2,7 @@
 rule, the index directory's writer lock and generations, trending, the sanitiser."""
 from __future__ import annotations
 
+import multiprocessing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -46,6 +47,39 @@ def test_one_writer_per_index_directory_and_rebuilds_switch_atomically(tmp_path:
         a.rebuild([doc("q")], cursor=10)
     generations = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert len(generations) == 2      # the live one and the previous one
+
+
+def _commit_in_a_loop(root: str, commits: int) -> None:
+    index = SearchIndex(Path(root))
+    with index.writer_lock():
+        for i in range(commits):
+            # replacing documents leaves small segments that the next commit merges
+            # away, deleting files a reader in another process may be about to open
+            index.apply([doc(f"pkg-{i % 7}"), doc(f"other-{i}")], [f"other-{i - 1}"], cursor=i)
+
+
+def test_searchers_open_while_another_process_commits(tmp_path: Path) -> None:
+    """The follower commits in another process while workers open searchers: each
+    commit deletes the table of contents (and merged segments) a reader may have just
+    listed. Opening must look again, never fail."""
+    index = SearchIndex(tmp_path)
+    with index.writer_lock():
+        index.apply([doc("seed")], [], cursor=0)
+    writer = multiprocessing.get_context("fork").Process(target=_commit_in_a_loop,
+                                                         args=(str(tmp_path), 300))
+    writer.start()
+    opened = 0
+    try:
+        while writer.is_alive() or opened == 0:
+            index.generation.bump()          # force a fresh open every time
+            with index.searcher() as s:
+                assert s.doc_count() >= 1
+            opened += 1
+    finally:
+        writer.join(60)
+    assert writer.exitcode == 0
+    assert opened > 50
+    assert index.cursor() == 299 and index.doc_count() == 1 + 7 + 1
 
 
 def test_trending_is_damped_for_small_numbers() -> None:

@@ -16,9 +16,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: PostgreSQL advisory lock taken by every upgrade, so that concurrent ones (the migration
+#: Job and a new replica's ``serve``) run one after the other; any fixed number will do
+_UPGRADE_LOCK = 0x6761_7469_6462  # "gatidb"
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +92,17 @@ def pending(engine: Engine) -> list[str]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaState:
-    """Bring the schema to ``revision``. Safe to run when already there. A schema ahead
-    of this release is left as it is (never downgraded) and logged. Returns the state
-    found before upgrading; raises Alembic's or the driver's errors when a migration
-    fails (its transaction is rolled back)."""
+    """Bring the schema to ``revision``. Safe to run when already there, and from several
+    processes at once on PostgreSQL (they take turns). A schema ahead of this release is
+    left as it is (never downgraded) and logged. Returns the state found before
+    upgrading; raises Alembic's or the driver's errors when a migration fails (its
+    transaction is rolled back)."""
     cfg = _config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # held until this transaction ends; the next upgrade then reads the version
+            # this one committed (READ COMMITTED) and has nothing left to do
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
         # checked in the migration's own transaction, so that "ahead" is decided on the
         # same connection that would otherwise trip over the unknown revision
         before = _state(conn)

@@ -17,6 +17,7 @@ from gati_private_registry.cli.admin import main
 from gati_private_registry.services import Services, build_services, ready
 from gati_private_registry.settings import Settings
 from gati_private_registry.storage import migrate
+from gati_private_registry.storage.db import make_engine
 from gati_private_registry.testing import ModuleSpec
 
 from .driver import Registry
@@ -121,8 +122,6 @@ def test_schema_behind_is_not_ready_until_migrated(behind_url: str, tmp_path: Pa
 
 
 def test_empty_database_is_behind_by_every_migration(behind_url: str) -> None:
-    from gati_private_registry.storage.db import make_engine
-
     engine = make_engine(behind_url)
     try:
         assert migrate.state(engine).pending == tuple(OURS)
@@ -138,3 +137,31 @@ def test_ready_counts_only_ok_and_ahead() -> None:
     assert not ready({"database": "ok", "migrations": "pending: 0009", "blobs": "ok"})
     assert not ready({"database": "error: OperationalError", "blobs": "ok"})
     assert not ready({"database": "ok", "migrations": "ok", "blobs": "error: OSError"})
+
+
+
+def test_concurrent_upgrades_apply_each_migration_once(postgres: Any, tmp_path: Path) -> None:
+    """The migration Job and the first new replica (``serve`` migrates at start) may run
+    at the same time, e.g. after ``kubectl apply -f packaging/kubernetes/``: one applies
+    the migrations, the other waits for it and finds the schema current. Separate
+    processes, as in production (Alembic's context is process-global)."""
+    import os
+    import subprocess
+
+    from gati_private_registry.testing import server_command
+
+    url = str(postgres.url(postgres.create()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATI_REGISTRY_")}
+    env.update({"GATI_REGISTRY_DATABASE__URL": url, "GATI_REGISTRY_ADMIN_PASSWORD": ""})
+    procs = [subprocess.Popen(server_command() + ["--data", str(tmp_path / f"d{i}"), "db", "upgrade"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sorted(o.strip().splitlines()[-1] for o in outputs) == [
+        f"applied {len(OURS)} migration(s)", "schema is current"], outputs
+    engine = make_engine(url)
+    try:
+        assert migrate.state(engine).current
+    finally:
+        engine.dispose()

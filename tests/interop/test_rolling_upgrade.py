@@ -360,7 +360,7 @@ def test_old_release_keeps_serving_while_the_next_one_migrates(cluster: dict[str
 
     # the new release serves what both wrote, the same as the old servers do
     time.sleep(1.5)  # a replica's packument cache revalidates within a second
-    views = {}
+    views: dict[str, dict[str, Any]] = {}
     for label, server in servers.items():
         views[label] = {}
         for name in SEEDED + [LIVE]:
@@ -378,7 +378,7 @@ def test_old_release_keeps_serving_while_the_next_one_migrates(cluster: dict[str
     engine = create_engine(cluster["db"])
     try:
         with engine.connect() as conn:
-            notes = dict(conn.execute(text(
+            notes: dict[str, str | None] = dict(conn.execute(text(
                 "SELECT v.version, v.release_note FROM versions v JOIN packages p "
                 "ON p.id = v.package_id WHERE p.name = :n"), {"n": LIVE}).all())
             stamp = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()

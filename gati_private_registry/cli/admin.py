@@ -95,9 +95,15 @@ def db_upgrade(ctx: click.Context) -> None:
 
     services = build_services(_settings(ctx))
     try:
-        before = migrate.pending(services.db.engine)
-        migrate.upgrade(services.db.engine)
-        click.echo(f"applied {len(before)} migration(s)" if before else "schema is current")
+        before = migrate.upgrade(services.db.engine)
+        if before.ahead:
+            # a rollback to this release after a newer one migrated: nothing to undo,
+            # the newer schema is expand-only (docs/operations.md, "Upgrade")
+            click.echo(f"schema is ahead of this release ({', '.join(before.ahead)}): "
+                       "left as it is")
+        else:
+            click.echo(f"applied {len(before.pending)} migration(s)" if before.pending
+                       else "schema is current")
     finally:
         services.close()
 

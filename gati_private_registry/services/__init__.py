@@ -35,6 +35,14 @@ from .upstream.client import UpstreamClient
 from ..storage.counters import Counters
 
 
+def ready(checks: dict[str, str]) -> bool:
+    """Whether the checks of :meth:`Services.health` let a replica take traffic: each is
+    ``ok``, except that a schema ``ahead`` of this release is fine, since that is what a
+    rolling upgrade looks like (the new release migrated first, expand-only, and this one
+    keeps serving until it is replaced). A schema behind (``pending``) is not."""
+    return all(v == "ok" or v.startswith("ahead: ") for v in checks.values())
+
+
 @dataclass(frozen=True)
 class Services:
     settings: Settings
@@ -67,14 +75,16 @@ class Services:
     saml: SamlServiceProvider | None = None
 
     def health(self) -> dict[str, str]:
-        """Check the database and the blob store; returns a status per part.
-        Never raises."""
+        """Check the database, the schema and the blob store; returns a status per part
+        (see :func:`ready`). Never raises."""
         status: dict[str, str] = {}
         try:
             self.db.ping()
             status["database"] = "ok"
-            waiting = migrate.pending(self.db.engine)
-            status["migrations"] = "ok" if not waiting else f"pending: {', '.join(waiting)}"
+            schema = migrate.state(self.db.engine)
+            status["migrations"] = ("ok" if schema.current
+                                    else f"pending: {', '.join(schema.pending)}" if schema.pending
+                                    else f"ahead: {', '.join(schema.ahead)}")
         except Exception as exc:  # reported, not raised: this feeds /readyz
             status["database"] = f"error: {exc.__class__.__name__}"
         try:

@@ -5,6 +5,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from .. import observability
+from ..services import ready
 from ..services.upstream.status import metrics_text
 
 bp = Blueprint("ops", __name__)
@@ -18,10 +19,11 @@ def healthz() -> ResponseReturnValue:
 
 @bp.route("/readyz")
 def readyz() -> ResponseReturnValue:
-    """The database and the blob store can be reached and the schema is current (a
-    replica of an older release waiting for the migration is not ready)."""
+    """The database and the blob store can be reached and the schema is current or
+    ahead (a replica of a newer release waiting for the migration is not ready; one of
+    the older release on the migrated schema stays ready during a rolling upgrade)."""
     status = current_app.extensions["gati"].health()
-    ok = all(v == "ok" for v in status.values())
+    ok = ready(status)
     return jsonify(status="ok" if ok else "unavailable", checks=status), 200 if ok else 503
 
 

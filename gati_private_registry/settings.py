@@ -254,6 +254,10 @@ class Settings:
     data: Path = Path("registry-data")
     workers: int = 2
     threads: int = 16
+    #: glibc malloc arenas per process (0: glibc's default of 8 per core). With many
+    #: threads each gets an arena, and freed memory scattered over them is rarely given
+    #: back: a small number keeps a long-running server's memory flat
+    malloc_arenas: int = 2
     #: the external base URL (``https://registry.corp/``); empty: built from each request
     public_url: str = ""
     #: reads (packuments, tarballs, search) without a token
@@ -411,6 +415,9 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
         elif kwargs.get("backend") == "s3" and not kwargs.get("bucket"):
             errors.append(FieldError(path + "bucket", "the s3 backend needs a bucket"))
     if cls is Settings:
+        for key, least in (("workers", 1), ("threads", 1), ("malloc_arenas", 0)):
+            if isinstance(kwargs.get(key), int) and kwargs[key] < least:
+                errors.append(FieldError(path + key, f"must be at least {least}"))
         kwargs["upstreams"] = build_upstreams(raw.get("upstreams", {}), errors, environ or {})
         if "packages" in raw:
             kwargs["packages"] = build_packages(raw["packages"], kwargs["upstreams"], errors)

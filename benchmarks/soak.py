@@ -6,8 +6,13 @@ time, sampling the server's memory (RSS of the master and every worker) as it go
 
 Traffic per thread, per mille: abbreviated packument 620, tarball 160, full packument 80,
 304 revalidation 80, publish a new version 15, approve it 15, search 15, /metrics 15:
-a registry's day is reads, with writes around 3 %. (Writes grow the data, and with it the
-caches: a write-heavy mix measures data growth, not leaks.)
+a registry's day is reads, with writes around 3 %.
+
+Writes grow the data, and with it the caches, so by default the data is held constant:
+once a module has ``--keep`` versions from the run approved, every approval is followed by
+an ``npm unpublish`` of that module's oldest one (the same GET ``?write=true`` then PUT
+``/-rev/REV`` that npm sends). Then memory growth means a leak, not a bigger registry.
+``--growing`` turns that off, to measure the cost of growth instead.
 Every answer must be the expected status; the result counts anything else as an error.
 """
 from __future__ import annotations
@@ -59,9 +64,21 @@ class Soak:
         self.pending: list[tuple[str, str]] = []
         self.serial = 0
         self.etags: dict[str, str] = {}
+        # versions this run published and approved, oldest first, per module
+        self.approved: dict[str, list[str]] = {}
+        self.keep: int | None = 3  # None: the data grows (no unpublish)
+        self.conflicts = 0  # unpublishes read again after a 409 (a concurrent change)
+        self.gone: set[str] = set()  # "name@version" this run unpublished (or is about to)
 
     def _req(self, kind: str, method: str, path: str, expect: tuple[int, ...], *,
              token: str | None = None, body: Any = None, headers: dict[str, str] | None = None) -> bytes:
+        """One request; an answer whose status is not in ``expect`` counts as an error.
+        Returns the body."""
+        return self._call(kind, method, path, expect, token=token, body=body, headers=headers)[1]
+
+    def _call(self, kind: str, method: str, path: str, expect: tuple[int, ...], *,
+              token: str | None = None, body: Any = None,
+              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         hdrs = {"Authorization": f"Bearer {token or self.token}", **(headers or {})}
         data = None
         if body is not None:
@@ -78,7 +95,7 @@ class Soak:
             e.close()
         except OSError as e:
             self._error(f"{kind} {method} {path}: {e!r}")
-            return b""
+            return 0, b""
         elapsed = time.perf_counter() - started
         with self.lock:
             self.latencies.setdefault(kind, []).append(elapsed)
@@ -87,7 +104,7 @@ class Soak:
                 self.etags[path] = etag
         if status not in expect:
             self._error(f"{kind} {method} {path}: HTTP {status} {payload[:200]!r}")
-        return payload
+        return status, payload
 
     def _error(self, msg: str) -> None:
         with self.lock:
@@ -108,9 +125,13 @@ class Soak:
                                        headers={"Accept": ABBREVIATED}) or b"{}")
             versions = list((doc.get("versions") or {}).values())
             if versions:
-                tarball = rng.choice(versions)["dist"]["tarball"]
-                self._req("tarball", "GET", tarball.split("://", 1)[1].split("/", 1)[1].join(["/", ""]),
-                          (200,))
+                chosen = rng.choice(versions)
+                tarball = "/" + chosen["dist"]["tarball"].split("://", 1)[1].split("/", 1)[1]
+                status, _ = self._call("tarball", "GET", tarball, (200, 404))
+                # 404 is right for a version this run unpublished after the document was
+                # read (the client's race, not the server's); anything else is an error
+                if status == 404 and f"{name}@{chosen['version']}" not in self.gone:
+                    self._error(f"tarball GET {tarball}: HTTP 404 for a live version")
         elif roll < 860:
             self._req("full", "GET", path, (200,))
         elif roll < 940:
@@ -131,10 +152,42 @@ class Soak:
             if item:
                 self._req("approve", "POST", f"/api/modules/{item[0]}/{item[1]}/approve", (200,),
                           token=self.approve_token, body={"reason": "soak"})
+                self._hold_constant(item[0], item[1])
         elif roll < 985:
             self._req("search", "GET", f"/npm/-/v1/search?text={name.rsplit('-', 1)[0][-6:]}&size=5", (200,))
         else:
             self._req("metrics", "GET", "/metrics", (200,))
+
+    def _hold_constant(self, name: str, version: str) -> None:
+        """After ``version`` was approved: unpublish the module's oldest run version once
+        it has more than ``keep``, the way ``npm unpublish NAME@VERSION`` does it."""
+        if self.keep is None:
+            return
+        with self.lock:
+            mine = self.approved.setdefault(name, [])
+            mine.append(version)
+            oldest = mine.pop(0) if len(mine) > self.keep else None
+        if oldest is None:
+            return
+        with self.lock:
+            self.gone.add(f"{name}@{oldest}")
+        path = "/npm/" + name.replace("/", "%2f")
+        for _attempt in range(5):
+            # 409: another thread changed the module between our read and our write (a
+            # stale revision would unpublish its version too); read again, as npm would
+            doc = json.loads(self._req("unpublish", "GET", path + "?write=true", (200,)) or b"{}")
+            if oldest not in doc.get("versions", {}):
+                self._error(f"unpublish {name}@{oldest}: not in the document")
+                return
+            del doc["versions"][oldest]
+            doc.get("time", {}).pop(oldest, None)
+            status, _ = self._call("unpublish", "PUT", f"{path}/-rev/{doc.get('_rev', '0')}",
+                                   (200, 201, 409), body=doc)
+            if status != 409:
+                return
+            with self.lock:
+                self.conflicts += 1
+        self._error(f"unpublish {name}@{oldest}: five conflicts in a row")
 
     def run(self, seconds: float, threads: int, pid: int | None, sample_every: float = 10.0) -> dict[str, Any]:
         stop = time.monotonic() + seconds
@@ -170,6 +223,7 @@ class Soak:
         return {"seconds": seconds, "threads": threads, "requests": total,
                 "requests_per_second": round(total / seconds, 1), "errors": len(self.errors),
                 "first_errors": self.errors[:10], "by_kind": per_kind,
+                "unpublish_conflicts_retried": self.conflicts,
                 "rss_kib": samples, "rss_growth_after_warmup": round(growth, 4)}
 
 
@@ -186,6 +240,9 @@ def main() -> None:
     ap.add_argument("--packages", type=int, default=50)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--reads-only", action="store_true", help="no publishes or approvals")
+    ap.add_argument("--keep", type=int, default=3,
+                    help="run versions kept per module before the oldest is unpublished")
+    ap.add_argument("--growing", action="store_true", help="never unpublish: the data grows")
     args = ap.parse_args()
 
     def body(name: str, version: str) -> dict[str, Any]:
@@ -194,6 +251,7 @@ def main() -> None:
     names = [f"@soak/module-{i:03d}" for i in range(args.packages)]
     soak = Soak(args.registry, args.token, args.approve_token, names, body)
     soak.reads_only = args.reads_only
+    soak.keep = None if args.growing else args.keep
     for name in names:  # seed: one approved version each
         soak._req("publish", "PUT", "/npm/" + name.replace("/", "%2f"), (200, 201),
                   body=body(name, "1.0.0"))

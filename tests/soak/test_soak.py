@@ -29,6 +29,19 @@ def _soak_module() -> Any:
     return module
 
 
+def _first_exception(log: Path) -> str:
+    """The traceback of the first exception in the server's JSON log (the tail of it,
+    where the cause is)."""
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("exc"):
+            return str(entry["exc"])[-3000:]
+    return "(none logged)"
+
+
 def test_five_minutes_of_mixed_traffic(tmp_path: Path) -> None:
     seconds = float(os.environ.get("GATI_SOAK_SECONDS", "300"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATI_REGISTRY_")}
@@ -67,6 +80,8 @@ def test_five_minutes_of_mixed_traffic(tmp_path: Path) -> None:
         server.stop()
     if os.environ.get("GATI_SOAK_OUT"):
         Path(os.environ["GATI_SOAK_OUT"]).write_text(json.dumps(result, indent=2))
-    assert result["errors"] == 0, result["first_errors"]
+    if result["errors"]:
+        pytest.fail(f"{result['errors']} error answers, first: {result['first_errors'][:3]}\n"
+                    f"the server's first logged exception:\n{_first_exception(tmp_path / 'server.log')}")
     assert result["requests"] > seconds * 10, result           # it really was under load
     assert result["rss_growth_after_warmup"] < 0.10, result["rss_kib"]

@@ -159,7 +159,7 @@ def token_create(ctx: click.Context, username: str, scope: str, expires_days: in
     try:
         if generated:
             click.echo(f"Created user 'admin' with password: {generated}", err=True)
-        new = services.accounts.create_token(None, username, scope, name=name,
+        new = services.tokens.create_token(None, username, scope, name=name,
                                              expires_days=expires_days,
                                              cidr=list(cidr) or None,
                                              packages=list(packages) or None)

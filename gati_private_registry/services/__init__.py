@@ -15,6 +15,7 @@ from .approvals import ApprovalService
 from .audit import AuditLog
 from .held import HeldVersions
 from .indexer import IndexFollower
+from .logins import LoginService
 from .modules import ModuleService
 from .packages import PackageService
 from .packuments import PackumentCache
@@ -29,6 +30,7 @@ from .social import SocialService
 from .signing import KeyService
 from .signon import SignOnService
 from .teams import TeamService
+from .tokens import TokenService
 from .webhooks import WebhookService
 from .upstream import MirrorService, counter_names
 from .upstream.client import UpstreamClient
@@ -42,6 +44,8 @@ class Services:
     blobs: BlobStore
     generation: Generation
     accounts: AccountService
+    tokens: TokenService
+    logins: LoginService
     publish: PublishService
     packages: PackageService
     packuments: PackumentCache
@@ -125,9 +129,12 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     index = SearchIndex(settings.index_dir)
     popularity = PopularityService(db, settings.marketplace.stats_max_age)
     search = SearchService(index, popularity)
+    accounts = AccountService(settings, db, auth_generation, signon)
+    tokens = TokenService(db, auth_generation)
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
-        accounts=AccountService(settings, db, auth_generation, signon),
+        accounts=accounts, tokens=tokens,
+        logins=LoginService(settings, db, accounts, tokens),
         publish=publish,
         packages=PackageService(db, publish, generation.value),
         packuments=PackumentCache(db, generation.value),

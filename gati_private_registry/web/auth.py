@@ -92,7 +92,7 @@ def principal(environ: Mapping[str, Any], services: Services) -> Principal | Non
     if not header:
         return None
     if header[:7].lower() == "bearer ":
-        return services.accounts.authenticate_token(
+        return services.tokens.authenticate_token(
             header[7:].strip(), client_ip(environ, services.settings))
     creds = basic_credentials(environ)
     if creds is not None:

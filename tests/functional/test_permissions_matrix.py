@@ -155,8 +155,8 @@ def test_api_matrix(registry: Registry, world: dict[str, Any]) -> None:
         for method, path, body, allowed in API:
             own = registry.token("admin" if role == "admin" else role, "read") \
                 if role != "anonymous" else "x"
-            key = registry.services.accounts.list_tokens(
-                registry.services.accounts.authenticate_token(own))[-1].key if role != "anonymous" else "none"
+            key = registry.services.tokens.list_tokens(
+                registry.services.tokens.authenticate_token(own))[-1].key if role != "anonymous" else "none"
             url = _fill(path, world, {"token": key})
             kwargs: dict[str, Any] = {"headers": registry.headers(token)}
             if body == "publish":
@@ -186,8 +186,7 @@ def test_panel_matrix(registry: Registry, world: dict[str, Any]) -> None:
             key = "none"
             if role != "anonymous":
                 user = "admin" if role == "admin" else role
-                accounts = registry.services.accounts
-                key = accounts.create_token(None, user, "read").info.key
+                key = registry.services.tokens.create_token(None, user, "read").info.key
             url = _fill(path, world, {"token": key})
             if method == "GET":
                 resp = client.get(url)

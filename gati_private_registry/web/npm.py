@@ -87,7 +87,7 @@ def h_whoami(route: NpmRoute) -> Response:
 
 def h_version(route: NpmRoute) -> Response:
     services = _services()
-    auth.reader(request.environ, services)
+    auth.reader_of(request.environ, services, route.name)
     doc = services.packuments.get_document(route.name, _base())
     if doc is None:
         raise NotFound(f"{route.name} is not in this registry")
@@ -284,7 +284,7 @@ def h_token_delete(route: NpmRoute) -> Response:
 
 def h_dist_tags(route: NpmRoute) -> Response:
     services = _services()
-    auth.reader(request.environ, services)
+    auth.reader_of(request.environ, services, route.name)
     return _json(services.packages.dist_tags(route.name))
 
 
@@ -404,7 +404,8 @@ def h_keys(route: NpmRoute) -> Response:
 
 def h_attestations(route: NpmRoute) -> Response:
     services = _services()
-    auth.reader(request.environ, services)
+    # the argument is name@version (the name may start with its own @scope)
+    auth.reader_of(request.environ, services, route.arg.rpartition("@")[0] or route.arg)
     return Response(services.mirror.attestations(route.arg), mimetype="application/json")
 
 

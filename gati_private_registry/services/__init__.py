@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..domain import Origin
 from ..settings import Settings
 from ..storage.blobs import BlobStore, open_blob_store
 from ..storage.changes import Generation
@@ -13,6 +14,7 @@ from ..storage.search_index import SearchIndex
 from .accounts import AccountService
 from .approvals import ApprovalService
 from .audit import AuditLog
+from .directory_sync import DirectorySync
 from .held import HeldVersions
 from .indexer import IndexFollower
 from .logins import LoginService
@@ -58,6 +60,7 @@ class Services:
     webhooks: WebhookService
     mirror: MirrorService
     signon: SignOnService
+    directory_sync: DirectorySync
     audit: AuditLog
     index: SearchIndex
     indexer: IndexFollower
@@ -130,7 +133,9 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     popularity = PopularityService(db, settings.marketplace.stats_max_age)
     search = SearchService(index, popularity)
     accounts = AccountService(settings, db, auth_generation, signon)
-    tokens = TokenService(db, auth_generation)
+    directory_sync = DirectorySync(settings, db, signon)
+    tokens = TokenService(db, auth_generation, check_holder=lambda holder, ip: (
+        directory_sync.confirm(holder, Origin(ip=ip), "token")))
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
         accounts=accounts, tokens=tokens,
@@ -146,7 +151,7 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         keys=keys,
         webhooks=WebhookService(db),
         mirror=mirror,
-        signon=signon,
+        signon=signon, directory_sync=directory_sync,
         audit=AuditLog(db),
         saml=SamlServiceProvider(settings.saml, db) if settings.saml.enabled else None,
         index=index,

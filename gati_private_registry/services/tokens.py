@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
+from typing import Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from ..storage.db import Database
 from ..storage.db import aware as _aware
 from ..storage.models import Token, User
 from . import audit
+from .directory_sync import Holder
 from .teams import PACKAGE_PATTERN
 
 TOKEN_PREFIX = "gati_"
@@ -60,6 +62,11 @@ class NewToken:
     info: TokenInfo
 
 
+#: called with a directory user's details and the caller's address on every use of one
+#: of their tokens; raises to refuse the token (:meth:`.directory_sync.DirectorySync.confirm`)
+HolderCheck = Callable[[Holder, str], None]
+
+
 @dataclass
 class _CachedPrincipal:
     principal: Principal
@@ -67,6 +74,8 @@ class _CachedPrincipal:
     cidr: list[str] | None
     generation: int
     checked: float
+    #: set for users from a directory (re-checked), None for local users
+    holder: Holder | None = None
 
 
 def _info(row: Token) -> TokenInfo:
@@ -79,8 +88,10 @@ def _info(row: Token) -> TokenInfo:
 class TokenService:
     """Makes, lists, revokes and authenticates tokens."""
 
-    def __init__(self, db: Database, generation: Generation) -> None:
+    def __init__(self, db: Database, generation: Generation,
+                 check_holder: HolderCheck | None = None) -> None:
         self.db = db
+        self._check_holder = check_holder
         self._auth_generation = generation
         self._generation = generation.value
         self._cache: dict[str, _CachedPrincipal] = {}
@@ -184,6 +195,29 @@ class TokenService:
         # every process (gunicorn workers) drops its cached view of this token now
         self.credentials_changed()
 
+    def revoke_all(self, actor: Principal | None, username: str,
+                   origin: Origin | None = None) -> int:
+        """Revoke every live token of ``username`` (someone who left, a SAML user the
+        identity provider dropped: SAML cannot tell us). ``actor`` None is the local
+        operator. Returns how many were revoked.
+
+        Raises :class:`Forbidden` (not an admin) and :class:`NotFound` (no such user)."""
+        if actor is not None and not actor.is_admin:
+            raise Forbidden("only admins may revoke another user's tokens")
+        now = _now()
+        with self.db.write() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise NotFound(f"no user {username}")
+            rows = s.scalars(select(Token).where(Token.user_id == user.id,
+                                                 Token.revoked_at.is_(None))).all()
+            for row in rows:
+                row.revoked_at = now
+                audit.record(s, actor or "system", "token.revoke", username, origin,
+                             token=row.key, all=True)
+        self.credentials_changed()
+        return len(rows)
+
     def credentials_changed(self) -> None:
         """Some credential lost power: every process drops its cached principals."""
         self._auth_generation.bump()
@@ -193,8 +227,10 @@ class TokenService:
     def authenticate_token(self, secret: str, ip: str = "") -> Principal:
         """The principal a bearer token stands for.
 
-        Raises :class:`Unauthenticated` for unknown, revoked or expired tokens and
-        :class:`Forbidden` for a request from outside the token's CIDR ranges.
+        Raises :class:`Unauthenticated` for unknown, revoked or expired tokens (and for
+        a directory user the directory no longer lets in), :class:`Forbidden` for a
+        request from outside the token's CIDR ranges, and :class:`Unavailable` when the
+        directory cannot confirm its user for longer than ``[ldap] recheck_grace``.
         Cached per process: a hit costs one sha256 and a dict lookup."""
         digest = token_digest(secret)
         gen = self._generation()
@@ -206,6 +242,8 @@ class TokenService:
             raise Unauthenticated("token expired")
         if hit.cidr and not _ip_in(ip, hit.cidr):
             raise Forbidden("this token may not be used from this address")
+        if hit.holder is not None and self._check_holder is not None:
+            self._check_holder(hit.holder, ip)
         return hit.principal
 
     def _load_token(self, digest: str, gen: int, now_mono: float) -> _CachedPrincipal:
@@ -220,7 +258,9 @@ class TokenService:
                                   packages=tuple(row.packages or ()))
             stale_use = row.last_used_at is None or \
                 _now() - _aware(row.last_used_at) > timedelta(minutes=1)
-            entry = _CachedPrincipal(principal, _aware(row.expires_at), row.cidr, gen, now_mono)
+            holder = Holder.of(user) if user.source != "local" else None
+            entry = _CachedPrincipal(principal, _aware(row.expires_at), row.cidr, gen, now_mono,
+                                     holder)
         if stale_use:
             # last use is informational: updated at most once a minute per token
             with self.db.engine.begin() as conn:

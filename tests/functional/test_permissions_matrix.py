@@ -39,6 +39,9 @@ API: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/tokens", None, SIGNED_IN),
     ("POST", "/api/tokens", {"scope": "read"}, PUBLISH),
     ("DELETE", "/api/tokens/{token}", None, PUBLISH),
+    # a local user: 404 for an admin (not a directory user), which counts as answered
+    ("POST", "/api/users/{victim}/sync", None, ADMIN),
+    ("DELETE", "/api/users/{victim}/tokens", None, ADMIN),
     ("GET", "/api/webhooks", None, ADMIN),
     ("POST", "/api/webhooks", {"url": "http://127.0.0.1:9/h"}, ADMIN),
     ("GET", "/api/webhooks/{webhook}", None, ADMIN),
@@ -134,7 +137,10 @@ def world(registry: Registry) -> dict[str, Any]:
                                 headers=registry.headers(admin)).json
     plugin = registry.client.get("/api/plugins", headers=registry.headers(admin)).json
     names = [p["name"] for p in plugin["items"]]
-    return {"webhook": str(hook["id"]), "plugin": names[0]}
+    # whose tokens an admin revokes all at once (nobody else's row needs them)
+    registry.add_user("victim", "reader", "victim-password")
+    registry.token("victim", "read")
+    return {"webhook": str(hook["id"]), "plugin": names[0], "victim": "victim"}
 
 
 def _allowed(status: int, location: str = "") -> bool:

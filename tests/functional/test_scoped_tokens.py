@@ -202,3 +202,23 @@ def test_package_patterns_limit_the_stage_queue(registry: Registry) -> None:
     assert [i["name"] for i in queue["items"]] == ["@payments/staged"]
     unlimited = registry.headers(registry.token("admin", "admin"))
     assert registry.client.get("/npm/-/stage", headers=unlimited).json["total"] == 2
+
+
+def test_token_revoke_command_revokes_every_token_of_a_user(settings: Settings,
+                                                            registry: Registry) -> None:
+    registry.add_user("leaver", "publisher")
+    tokens = [registry.token("leaver", scope) for scope in ("read", "publish")]
+    keep = registry.token("admin", "read")
+    env = {"GATI_REGISTRY_DATABASE__URL": settings.database_url,
+           "GATI_REGISTRY_ADMIN_PASSWORD": "admin-pass-1"}
+    out = CliRunner().invoke(admin_cli, ["token", "revoke", "--user", "leaver",
+                                         "--data", str(settings.data)], env=env)
+    assert out.exit_code == 0, out.output
+    assert "revoked 2 token(s) of leaver" in out.stderr
+    for token in tokens:
+        assert registry.client.get("/npm/-/whoami",
+                                   headers=registry.headers(token)).status_code == 401
+    assert registry.client.get("/npm/-/whoami", headers=registry.headers(keep)).status_code == 200
+    missing = CliRunner().invoke(admin_cli, ["token", "revoke", "--user", "nobody",
+                                             "--data", str(settings.data)], env=env)
+    assert missing.exit_code == 1 and "no user nobody" in missing.output

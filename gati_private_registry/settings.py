@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from .errors import ValidationFailed, FieldError
 from .settings_mirror import (MirrorSettings, PackageSource, UpstreamSettings, build_packages,
-                              build_upstreams)
+                              build_upstreams, parse_duration)
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,15 @@ class LdapSettings:
     display_name_attribute: str = "cn"
     #: seconds for connecting and for each operation
     timeout: float = 5.0
+    #: a token or panel session of a directory user is re-checked against the
+    #: directory when its last sign-in or re-check is older than this (a duration:
+    #: "15m", or seconds; at least 60): still there, still matching ``user_filter``,
+    #: still in an allowed group; role and teams follow its groups
+    recheck_interval: float = 900.0
+    #: when the directory cannot be reached for a re-check, its last answer stands for
+    #: this much longer (fail open, bounded); after that the user's tokens and sessions
+    #: are refused (503) until it answers again. 0: refuse as soon as a re-check fails
+    recheck_grace: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,11 @@ class SamlSettings:
     groups_attribute: str = "groups"
     #: seconds of clock difference tolerated in assertion time checks
     clock_skew: int = 60
+    #: how long a panel session started by a SAML sign-in lasts (a duration, at least
+    #: 60 seconds). SAML has no back channel to ask the identity provider later, so this
+    #: bounds how long someone the IdP has since removed keeps a session; their tokens
+    #: are revoked by an admin (``gati-registry token revoke --user NAME``)
+    session_lifetime: float = 8 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -351,6 +365,13 @@ def parse_size(value: Any) -> int:
     return n * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
 
 
+#: float settings that also take a duration with a unit ("15m", "1h")
+_DURATIONS = frozenset({"recheck_interval", "recheck_grace", "session_lifetime"})
+#: the shortest [ldap] recheck_interval: a directory search per request (or per few
+#: seconds) would make every install as slow as the directory, and load it for nothing
+MIN_RECHECK_INTERVAL = 60.0
+
+
 def _coerce(value: Any, typ: Any, name: str) -> Any:
     t = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
     if t == "bool":
@@ -360,6 +381,8 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
             return parse_size(value)
         return int(value)
     if t == "float":
+        if name in _DURATIONS:
+            return parse_duration(value)
         return float(value)
     if t == "Path":
         return Path(str(value))
@@ -428,6 +451,11 @@ def _build_section(cls: Any, raw: Mapping[str, Any], path: str,
     if cls is LdapSettings and kwargs.get("enabled") and not str(kwargs.get("url", "")).startswith(
             ("ldap://", "ldaps://", "ldapi://")):
         errors.append(FieldError(path + "url", "must be an ldap://, ldaps:// or ldapi:// URL"))
+    if cls is LdapSettings and kwargs.get("recheck_interval", 900.0) < MIN_RECHECK_INTERVAL:
+        errors.append(FieldError(path + "recheck_interval",
+                                 f"must be at least {MIN_RECHECK_INTERVAL:.0f} seconds"))
+    if cls is SamlSettings and kwargs.get("session_lifetime", 60.0) < 60.0:
+        errors.append(FieldError(path + "session_lifetime", "must be at least 60 seconds"))
     if cls is SamlSettings and kwargs.get("enabled") and not (
             kwargs.get("idp_metadata_file") or kwargs.get("idp_metadata_url")):
         errors.append(FieldError(path + "idp_metadata_file",

@@ -110,7 +110,7 @@ def db_upgrade(ctx: click.Context) -> None:
 
 @main.group()
 def user() -> None:
-    """Local users."""
+    """Users: local ones, and re-checking directory (LDAP) ones."""
 
 
 @user.command("add")
@@ -139,9 +139,54 @@ def user_add(ctx: click.Context, name: str, role: str, email: str, password_stdi
     click.echo(f"created {role} {name}", err=True)
 
 
+@user.command("sync")
+@click.argument("name", required=False)
+@click.option("--all", "everyone", is_flag=True, help="Every directory (LDAP) user.")
+@data_option
+@click.pass_context
+def user_sync(ctx: click.Context, name: str | None, everyone: bool, data: Path | None) -> None:
+    """Re-check directory (LDAP) users now: still there, still in an allowed group;
+    role and teams follow their groups. Prints NAME, then ok or lost and why."""
+    from ..app import prepare
+
+    if bool(name) == everyone:
+        raise click.UsageError("give a user NAME or --all")
+    services, _ = prepare(_settings(ctx, data=data))
+    try:
+        sync = services.directory_sync
+        results = sync.sync_all(None) if everyone else [sync.sync(None, name or "")]
+    except RegistryError as exc:
+        _fail(exc)
+        return
+    finally:
+        services.close()
+    for r in results:
+        click.echo(f"{r.username}\t{'ok' if r.allowed else 'lost: ' + r.reason}")
+
+
 @main.group()
 def token() -> None:
     """API tokens."""
+
+
+@token.command("revoke")
+@click.option("--user", "username", required=True)
+@data_option
+@click.pass_context
+def token_revoke(ctx: click.Context, username: str, data: Path | None) -> None:
+    """Revoke every live token of a user (someone who left; a SAML user the identity
+    provider no longer knows)."""
+    from ..app import prepare
+
+    services, _ = prepare(_settings(ctx, data=data))
+    try:
+        count = services.tokens.revoke_all(None, username)
+    except RegistryError as exc:
+        _fail(exc)
+        return
+    finally:
+        services.close()
+    click.echo(f"revoked {count} token(s) of {username}", err=True)
 
 
 @token.command("create")
@@ -165,7 +210,7 @@ def token_create(ctx: click.Context, username: str, scope: str, expires_days: in
     try:
         if generated:
             click.echo(f"Created user 'admin' with password: {generated}", err=True)
-        new = services.accounts.create_token(None, username, scope, name=name,
+        new = services.tokens.create_token(None, username, scope, name=name,
                                              expires_days=expires_days,
                                              cidr=list(cidr) or None,
                                              packages=list(packages) or None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..domain import Origin
 from ..settings import Settings
 from ..storage.blobs import BlobStore, open_blob_store
 from ..storage.changes import Generation
@@ -13,8 +14,10 @@ from ..storage.search_index import SearchIndex
 from .accounts import AccountService
 from .approvals import ApprovalService
 from .audit import AuditLog
+from .directory_sync import DirectorySync
 from .held import HeldVersions
 from .indexer import IndexFollower
+from .logins import LoginService
 from .modules import ModuleService
 from .packages import PackageService
 from .packuments import PackumentCache
@@ -29,6 +32,7 @@ from .social import SocialService
 from .signing import KeyService
 from .signon import SignOnService
 from .teams import TeamService
+from .tokens import TokenService
 from .webhooks import WebhookService
 from .upstream import MirrorService, counter_names
 from .upstream.client import UpstreamClient
@@ -50,6 +54,8 @@ class Services:
     blobs: BlobStore
     generation: Generation
     accounts: AccountService
+    tokens: TokenService
+    logins: LoginService
     publish: PublishService
     packages: PackageService
     packuments: PackumentCache
@@ -62,6 +68,7 @@ class Services:
     webhooks: WebhookService
     mirror: MirrorService
     signon: SignOnService
+    directory_sync: DirectorySync
     audit: AuditLog
     index: SearchIndex
     indexer: IndexFollower
@@ -135,9 +142,14 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
     index = SearchIndex(settings.index_dir)
     popularity = PopularityService(db, settings.marketplace.stats_max_age)
     search = SearchService(index, popularity)
+    accounts = AccountService(settings, db, auth_generation, signon)
+    directory_sync = DirectorySync(settings, db, signon)
+    tokens = TokenService(db, auth_generation, check_holder=lambda holder, ip: (
+        directory_sync.confirm(holder, Origin(ip=ip), "token")))
     return Services(
         settings=settings, db=db, blobs=store, generation=generation,
-        accounts=AccountService(settings, db, auth_generation, signon),
+        accounts=accounts, tokens=tokens,
+        logins=LoginService(settings, db, accounts, tokens),
         publish=publish,
         packages=PackageService(db, publish, generation.value),
         packuments=PackumentCache(db, generation.value),
@@ -149,7 +161,7 @@ def build_services(settings: Settings, blobs: BlobStore | None = None,
         keys=keys,
         webhooks=WebhookService(db),
         mirror=mirror,
-        signon=signon,
+        signon=signon, directory_sync=directory_sync,
         audit=AuditLog(db),
         saml=SamlServiceProvider(settings.saml, db) if settings.saml.enabled else None,
         index=index,

@@ -17,6 +17,7 @@ from ..storage.db import Database
 from ..storage.models import Package, PluginConfig, User, Version, VoteRecord
 from . import audit, packuments
 from .approvals_records import record_transition
+from .ownership import covered_names
 from ..settings import ApprovalSettings
 from .plugins import PluginHost, RecordedVote, policy_for
 from .publish import SignVersion, apply_tag, now
@@ -119,6 +120,10 @@ class ApprovalService:
             q = q.where(Version.stage_id == stage_id)
         if not principal.can(Scope.APPROVE):
             q = q.where(Version.publisher_id == principal.user_id)
+        covered = covered_names(principal, Package.name)
+        if covered is not None:
+            # a token limited to package patterns sees the queue of those only
+            q = q.where(covered)
         return q
 
     def count(self, principal: Principal, state: str | None = "pending", *,

@@ -42,6 +42,12 @@ class Directory(Protocol):
         wrong password. Raises :class:`Unavailable` when the directory cannot answer
         (never a sign-in on an outage)."""
 
+    def lookup(self, username: str) -> Identity | None:
+        """Who ``username`` is now, asked with the registry's own (service) credentials:
+        the identity with its current groups, or None when the directory no longer has
+        such a user (or its user filter no longer matches them, which is how a site
+        says "disabled"). Raises :class:`Unavailable` when the directory cannot answer."""
+
     def close(self) -> None:
         """Drop pooled connections."""
 
@@ -152,6 +158,23 @@ class LdapDirectory:
         # as anonymous: it must never count as a right password.
         if not password or not DIRECTORY_USERNAME.match(username):
             return None
+        found = self._find(username)
+        if found is None:
+            return None
+        dn, entry = found
+        if not self._user_bind(dn, password):
+            return None
+        return self._identity(username, dn, entry)
+
+    def lookup(self, username: str) -> Identity | None:
+        """See :meth:`Directory.lookup`."""
+        if not DIRECTORY_USERNAME.match(username):
+            return None
+        found = self._find(username)
+        return None if found is None else self._identity(username, *found)
+
+    def _find(self, username: str) -> tuple[str, dict[str, Any]] | None:
+        """The one entry the user filter finds for ``username`` (None for none or many)."""
         ldap, s = self._ldap, self.settings
         flt = s.user_filter.replace("{username}", ldap.filter.escape_filter_chars(username))
         attrs = [s.email_attribute, s.display_name_attribute, "memberOf"]
@@ -160,9 +183,10 @@ class LdapDirectory:
             if users:
                 log.warning("LDAP filter %s matched %d entries: refusing", flt, len(users))
             return None
-        dn, entry = users[0]
-        if not self._user_bind(dn, password):
-            return None
+        return users[0]
+
+    def _identity(self, username: str, dn: str, entry: dict[str, Any]) -> Identity:
+        s = self.settings
         groups = self._groups(dn, entry)
         return Identity(username=username, source="ldap", email=_text(entry.get(s.email_attribute)),
                         display_name=_text(entry.get(s.display_name_attribute)),

@@ -4,12 +4,42 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from sqlalchemy import exists, select
+from typing import Any
+
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain import Principal
-from ..errors import Forbidden
+from ..errors import Forbidden, NotFound
 from ..storage.models import Maintainer, Team, TeamMember, TeamPackage
+
+
+def check_readable(principal: Principal | None, name: str) -> None:
+    """Reading ``name`` (packument, tarball, versions, its pages): a token limited to
+    package patterns sees only those. Any other name answers exactly like a package that
+    does not exist, before anything is looked up, so the answer leaks nothing about
+    which names exist (the same 404 held and private versions get).
+
+    Raises :class:`NotFound`."""
+    if principal is not None and not principal.covers(name):
+        raise NotFound(f"{name} is not in this registry")
+
+
+def covered_names(principal: Principal, column: Any) -> Any:
+    """A SQL condition on a package-name ``column`` for the names the principal's
+    package patterns cover; None for a principal limited to no patterns (no condition).
+
+    SQLite's LIKE ignores ASCII case where fnmatch does not; names this registry
+    accepts are lower-case, so only legacy mixed-case upstream names could differ."""
+    if not principal.packages:
+        return None
+    likes = []
+    for pattern in principal.packages:
+        # patterns hold only name characters, * and ? (teams.PACKAGE_PATTERN); escape
+        # LIKE's own wildcards anyway, in case that ever widens
+        escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        likes.append(column.like(escaped.replace("*", "%").replace("?", "_"), escape="\\"))
+    return or_(*likes)
 
 
 def owning_teams(s: Session, name: str) -> dict[int, str]:

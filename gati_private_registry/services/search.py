@@ -94,13 +94,19 @@ def validate(q: SearchQuery) -> None:
 
 def visibility(principal: Principal | None) -> wq.Query:
     """What the caller may find: approved packages; approvers also pending ones; a
-    publisher also packages where they have a version waiting."""
+    publisher also packages where they have a version waiting. A token limited to
+    package patterns finds only names they cover (the patterns hold only ``*`` and
+    ``?``, which Whoosh's wildcards read the same way as fnmatch)."""
     public = wq.Term("visible", "1")
     if principal is None or not principal.can(Scope.READ):
         return public
     if principal.can(Scope.APPROVE):
-        return wq.Or([public, wq.Term("pending", "1")])
-    return wq.Or([public, wq.Term("pending_for", str(principal.user_id))])
+        seen: wq.Query = wq.Or([public, wq.Term("pending", "1")])
+    else:
+        seen = wq.Or([public, wq.Term("pending_for", str(principal.user_id))])
+    if principal.packages:
+        seen = wq.And([seen, wq.Or([wq.Wildcard("name", p) for p in principal.packages])])
+    return seen
 
 
 def _allowed(s: Searcher, filters: list[wq.Query]) -> Any:

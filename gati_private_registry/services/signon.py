@@ -100,7 +100,9 @@ class SignOnService:
 
     def provision(self, identity: Identity, origin: Origin | None = None) -> User:
         """Create or update the user ``identity`` stands for and apply the rules: its
-        role, and its membership of every team a rule names (added or removed).
+        role, and its membership of every team a rule names (added or removed). The
+        directory just vouched for the person, so any earlier "no longer allowed"
+        (see :mod:`.directory_sync`) is lifted.
 
         Raises :class:`Forbidden` when the name belongs to a local account (a directory
         cannot take over a break-glass admin) or the person is in no allowed group."""
@@ -108,13 +110,11 @@ class SignOnService:
             self.failed(identity.username, origin, "not in an allowed group")
             raise Forbidden(f"{identity.username} is not in a group allowed to use this "
                             f"registry")
-        role, teams = self._grants(identity)
-        managed = {r.team for r in self.settings.sso.rules if r.team}
-        lost_power = False
         with self.db.write() as s:
             user = s.scalar(select(User).where(User.username == identity.username))
             now = _now()
             if user is None:
+                role, _teams = self._grants(identity)
                 user = User(username=identity.username, email=identity.email[:320],
                             display_name=identity.display_name[:200], role=role.value,
                             password_hash=None, source=identity.source, created_at=now,
@@ -126,21 +126,41 @@ class SignOnService:
             elif user.source == "local":
                 raise Forbidden(f"{identity.username} is a local account here; sign in with "
                                 f"its own password")
-            else:
-                if user.role != role.value:
-                    audit.record(s, SSO_ACTOR, "user.role.change", user.username, origin,
-                                 old=user.role, new=role.value, source=identity.source)
-                    lost_power = Role(user.role).rank > role.rank
-                    user.role = role.value
-                user.email = identity.email[:320] or user.email
-                user.display_name = identity.display_name[:200] or user.display_name
-                user.source = identity.source
-                user.updated_at = now
-            lost_power = self._sync_teams(s, user, teams, managed, origin) or lost_power
-        if lost_power:
-            # cached token principals everywhere drop the old role or team now
+            restored = user.directory_lost
+            if restored:
+                user.directory_lost = False
+                audit.record(s, SSO_ACTOR, "user.directory.restored", user.username, origin,
+                             via="sign-in", source=identity.source)
+            user.directory_checked_at = now
+            lost_power = self.apply(s, user, identity, origin)
+        if lost_power or restored:
+            # cached token principals everywhere drop the old role, team or refusal now
             self._credentials_changed()
         return user
+
+    def apply(self, s: Session, user: User, identity: Identity, origin: Origin | None) -> bool:
+        """Bring ``user`` (a directory user, in the caller's transaction) in line with
+        ``identity``: role, e-mail, display name, and the rule-managed teams. Returns
+        whether the user lost power (a lower role, or a team left); the caller then
+        drops cached credentials after its commit."""
+        role, teams = self._grants(identity)
+        managed = {r.team for r in self.settings.sso.rules if r.team}
+        lost_power = False
+        if user.role != role.value:
+            audit.record(s, SSO_ACTOR, "user.role.change", user.username, origin,
+                         old=user.role, new=role.value, source=identity.source)
+            lost_power = Role(user.role).rank > role.rank
+            user.role = role.value
+        user.email = identity.email[:320] or user.email
+        user.display_name = identity.display_name[:200] or user.display_name
+        user.source = identity.source
+        user.updated_at = _now()
+        return self._sync_teams(s, user, teams, managed, origin) or lost_power
+
+    def credentials_changed(self) -> None:
+        """Tell every process to drop its cached credentials (after a commit that took
+        power away)."""
+        self._credentials_changed()
 
     def _sync_teams(self, s: Session, user: User, teams: set[str], managed: set[str],
                     origin: Origin | None) -> bool:

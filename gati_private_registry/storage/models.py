@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, SmallInteger, String, Text, UniqueConstraint)
+                        LargeBinary, SmallInteger, String, Text, UniqueConstraint, false)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base
@@ -30,6 +30,13 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: when the directory (LDAP) last answered for this user: a sign-in or a re-check
+    directory_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                                 nullable=True)
+    #: the directory's last answer was "no such user" or "not in an allowed group": the
+    #: user's tokens and sessions are refused until it lets them in again
+    directory_lost: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
 
 
 class Token(Base):

@@ -12,7 +12,7 @@ from ..errors import RegistryError, TooLarge
 from ..services import Services
 from . import (api, api_modules, api_plugins, api_recommend, api_search, audit,
                marketplace, mirror, npm, ops, panel, panel_plugins, saml, sessions,
-               tokens, webhooks)
+               tokens, users, webhooks)
 from . import mirror_prefetch  # noqa: F401  (adds the prefetch routes to mirror's blueprints)
 from .errors import api_body, auth_headers, npm_body, status_for
 from .observe import Observe
@@ -63,6 +63,7 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     csrf.exempt(mirror.api_bp)
     csrf.exempt(audit.api_bp)
     csrf.exempt(tokens.api_bp)
+    csrf.exempt(users.api_bp)
     # the IdP's signed response is the proof here; a CSRF token cannot cross sites
     csrf.exempt(saml.acs)
     csrf.exempt(saml.slo)
@@ -83,6 +84,7 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(audit.panel_bp)
     app.register_blueprint(tokens.api_bp)
     app.register_blueprint(tokens.panel_bp)
+    app.register_blueprint(users.api_bp)
     app.register_blueprint(saml.bp)
     app.register_blueprint(api_search.bp)
     app.register_blueprint(api_modules.bp)

@@ -37,8 +37,8 @@ def split(rest: str) -> tuple[str, list[str]]:
     return "/".join(parts[:take]), parts[take:]
 
 
-def _reader() -> Principal | None:
-    return auth.reader(request.environ, _services())
+def _reader(name: str) -> Principal | None:
+    return auth.reader_of(request.environ, _services(), name)
 
 
 def _user() -> Principal:
@@ -85,18 +85,18 @@ def module_json(p: ModulePage, base: str) -> dict[str, Any]:
 
 def _get_module(name: str, _args: list[str]) -> Response:
     services = _services()
-    page = services.modules.page(_reader(), name)
+    page = services.modules.page(_reader(name), name)
     return _json(module_json(page, auth.base_url(request.environ, services.settings)))
 
 
 def _get_versions(name: str, _args: list[str]) -> Response:
     return _json({"name": name, "versions": [version_json(v) for v in
-                                             _services().modules.versions(_reader(), name)]})
+                                             _services().modules.versions(_reader(name), name)]})
 
 
 def _download(name: str, version: str) -> Response:
     services = _services()
-    _reader()
+    _reader(name)
     ref = services.packages.tarball(name, f"{name.rpartition('/')[2]}-{version}.tgz")
     services.downloads.hit(name, ref.version)
     fh = services.blobs.open(ref.digest)
@@ -110,7 +110,7 @@ def _download(name: str, version: str) -> Response:
 
 def _get_stats(name: str, _args: list[str]) -> Response:
     services = _services()
-    _reader()
+    _reader(name)
     services.modules.versions(None, name)  # 404 unless something is installable
     days = services.popularity.daily(name)
     return _json({"name": name, **services.popularity.metrics_for(name).as_dict(),
@@ -120,7 +120,7 @@ def _get_stats(name: str, _args: list[str]) -> Response:
 
 def _get_reviews(name: str, _args: list[str]) -> Response:
     services = _services()
-    who = _reader()
+    who = _reader(name)
     social = services.social.summary(who, name)
     return _json({"name": name, "stars": social.stars,
                   "rating": {"average": round(social.rating, 2), "count": social.ratings},

@@ -22,14 +22,14 @@ def suggestion_json(s: Suggestion) -> dict[str, Any]:
 
 def _together(name: str, _args: list[str]) -> Response:
     services = _services()
-    who = auth.reader(request.environ, services)
+    who = auth.reader_of(request.environ, services, name)
     return _json({"name": name, "together": [suggestion_json(s) for s in
                                              services.recommend.together(who, name)]})
 
 
 def _similar(name: str, _args: list[str]) -> Response:
     services = _services()
-    who = auth.reader(request.environ, services)
+    who = auth.reader_of(request.environ, services, name)
     return _json({"name": name, "similar": [hit_json(h) for h in
                                             services.recommend.similar(who, name)]})
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from ..domain import Origin, Principal, Scope
 from ..errors import Unauthenticated
 from ..services import Services
+from ..services.ownership import check_readable
 from ..settings import Settings
 
 
@@ -92,7 +93,7 @@ def principal(environ: Mapping[str, Any], services: Services) -> Principal | Non
     if not header:
         return None
     if header[:7].lower() == "bearer ":
-        return services.accounts.authenticate_token(
+        return services.tokens.authenticate_token(
             header[7:].strip(), client_ip(environ, services.settings))
     creds = basic_credentials(environ)
     if creds is not None:
@@ -110,4 +111,14 @@ def reader(environ: Mapping[str, Any], services: Services) -> Principal | None:
         raise Unauthenticated("this registry needs a token to read: run npm login")
     if who is not None and not who.can(Scope.READ):
         raise Unauthenticated("token cannot read")
+    return who
+
+
+def reader_of(environ: Mapping[str, Any], services: Services, name: str) -> Principal | None:
+    """The caller of a read of package ``name``: :func:`reader`, and a token limited to
+    package patterns reads only those (any other name is a 404, like a missing one).
+
+    Raises :class:`Unauthenticated`, :class:`NotFound`."""
+    who = reader(environ, services)
+    check_readable(who, name)
     return who

@@ -87,7 +87,7 @@ def h_whoami(route: NpmRoute) -> Response:
 
 def h_version(route: NpmRoute) -> Response:
     services = _services()
-    auth.reader(request.environ, services)
+    auth.reader_of(request.environ, services, route.name)
     doc = services.packuments.get_document(route.name, _base())
     if doc is None:
         raise NotFound(f"{route.name} is not in this registry")
@@ -195,13 +195,13 @@ def h_search(route: NpmRoute) -> Response:
 def h_web_login(route: NpmRoute) -> Response:
     body = _body() if request.content_length else None
     create = bool(isinstance(body, dict) and body.get("create"))
-    sid = _services().accounts.start_web_login(create=create)
+    sid = _services().logins.start_web_login(create=create)
     base = _base()
     return _json({"loginUrl": f"{base}/login/npm/{sid}", "doneUrl": f"{base}/npm/-/v1/done/{sid}"})
 
 
 def h_web_done(route: NpmRoute) -> Response:
-    token = _services().accounts.poll_web_login(route.arg, _origin())
+    token = _services().logins.poll_web_login(route.arg, _origin())
     if token is None:
         return _json({}, status=202, headers={"Retry-After": "1"})
     return _json({"token": token})
@@ -219,7 +219,7 @@ def h_couch_login(route: NpmRoute) -> Response:
     if not isinstance(password, str):
         creds = auth.basic_credentials(request.environ)
         password = creds[1] if creds and creds[0] == name else ""
-    token = _services().accounts.couch_login(name, password, str(body.get("email") or ""),
+    token = _services().logins.couch_login(name, password, str(body.get("email") or ""),
                                              _origin())
     return _json({"ok": True, "id": f"org.couchdb.user:{name}", "rev": "1-0", "token": token},
                  status=201)
@@ -232,7 +232,7 @@ def h_couch_get(route: NpmRoute) -> Response:
 def h_logout(route: NpmRoute) -> Response:
     who = _who()
     assert who is not None
-    _services().accounts.revoke_token(who, route.arg, _origin(), require_scope=False)
+    _services().tokens.revoke_token(who, route.arg, _origin(), require_scope=False)
     return _json({"ok": True})
 
 
@@ -248,7 +248,7 @@ def _token_json(info: Any, secret: str | None = None) -> dict[str, Any]:
 def h_tokens_list(route: NpmRoute) -> Response:
     who = _who()
     assert who is not None
-    infos = _services().accounts.list_tokens(who)
+    infos = _services().tokens.list_tokens(who)
     return _json({"objects": [_token_json(i) for i in infos], "total": len(infos), "urls": {}})
 
 
@@ -268,7 +268,7 @@ def h_tokens_create(route: NpmRoute) -> Response:
         raise ValidationFailed("expires must be a number of days",
                                details=[FieldError("expires", "not a whole number")])
     cidr = body.get("cidr_whitelist") or None
-    new = services.accounts.create_token(
+    new = services.tokens.create_token(
         who, who.username, Scope.READ if body.get("readonly") else Scope.PUBLISH,
         name=str(body.get("name") or body.get("description") or "npm token create"),
         expires_days=expires, cidr=cidr, origin=_origin())
@@ -278,13 +278,13 @@ def h_tokens_create(route: NpmRoute) -> Response:
 def h_token_delete(route: NpmRoute) -> Response:
     who = _who()
     assert who is not None
-    _services().accounts.revoke_token(who, route.arg, _origin())
+    _services().tokens.revoke_token(who, route.arg, _origin())
     return _json({"ok": True})
 
 
 def h_dist_tags(route: NpmRoute) -> Response:
     services = _services()
-    auth.reader(request.environ, services)
+    auth.reader_of(request.environ, services, route.name)
     return _json(services.packages.dist_tags(route.name))
 
 
@@ -404,7 +404,8 @@ def h_keys(route: NpmRoute) -> Response:
 
 def h_attestations(route: NpmRoute) -> Response:
     services = _services()
-    auth.reader(request.environ, services)
+    # the argument is name@version (the name may start with its own @scope)
+    auth.reader_of(request.environ, services, route.arg.rpartition("@")[0] or route.arg)
     return Response(services.mirror.attestations(route.arg), mimetype="application/json")
 
 

@@ -59,7 +59,7 @@ class NpmReadPath:
             route = parse_path(path[5:])
             if route is not None and route.kind in ("packument", "tarball"):
                 try:
-                    who = auth.reader(environ, self.services)
+                    who = auth.reader_of(environ, self.services, route.name)
                     if route.kind == "packument":
                         return self._packument(environ, start_response, route.name, who)
                     return self._tarball(environ, start_response, route.name, route.arg)

@@ -79,7 +79,7 @@ def npm_login(sid: str) -> ResponseReturnValue:
     """Where ``npm login`` sends the browser. Signed-in people confirm with one click;
     others sign in on this page, which confirms at the same time."""
     services = _services()
-    services.accounts.check_web_login(sid)
+    services.logins.check_web_login(sid)
     origin = auth.origin(request.environ, services.settings)
     if request.method == "POST":
         if g.user is None or "username" in request.form:
@@ -90,7 +90,7 @@ def npm_login(sid: str) -> ResponseReturnValue:
                                        button="Sign in and confirm",
                                        saml=services.settings.saml.enabled,
                                        next=request.path), status
-        services.accounts.confirm_web_login(sid, g.user, origin)
+        services.logins.confirm_web_login(sid, g.user, origin)
         return render_template("auth/npm_confirm.html", done=True)
     if g.user is None:
         return render_template("auth/login.html", heading="Sign in to finish npm login",

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from ..domain import Origin, Principal, ROLE_MAX_SCOPE, Role, Scope
 from ..errors import FieldError, ValidationFailed
-from ..services.accounts import TokenInfo
+from ..services.tokens import TokenInfo
 from ..services.packuments import iso
 from . import auth
 from .panel import login_required
@@ -62,7 +62,7 @@ def _create(who: Principal, body: dict[str, Any]) -> Any:
     scope = body.get("scope", "read")
     if errors:
         raise ValidationFailed("invalid token request", details=errors)
-    return _services().accounts.create_token(
+    return _services().tokens.create_token(
         who, who.username, scope if isinstance(scope, str) else "", name=name,
         expires_days=expires, cidr=cidr, origin=_origin(), packages=packages)
 
@@ -70,7 +70,7 @@ def _create(who: Principal, body: dict[str, Any]) -> Any:
 @api_bp.route("", methods=["GET"])
 def api_list() -> Response:
     """The caller's own live tokens (never their secrets), with last use."""
-    return _json({"tokens": [token_json(t) for t in _services().accounts.list_tokens(_who())]})
+    return _json({"tokens": [token_json(t) for t in _services().tokens.list_tokens(_who())]})
 
 
 @api_bp.route("", methods=["POST"])
@@ -87,7 +87,7 @@ def api_create() -> Response:
 
 @api_bp.route("/<key>", methods=["DELETE"])
 def api_revoke(key: str) -> Response:
-    _services().accounts.revoke_token(_who(), key, _origin())
+    _services().tokens.revoke_token(_who(), key, _origin())
     return _json({"ok": True})
 
 
@@ -100,7 +100,7 @@ def _principal() -> Principal:
 
 def _render(principal: Principal, **extra: Any) -> str:
     scopes = [s.value for s in Scope if ROLE_MAX_SCOPE[Role(g.user.role)].allows(s)]
-    return render_template("tokens.html", tokens=_services().accounts.list_tokens(principal),
+    return render_template("tokens.html", tokens=_services().tokens.list_tokens(principal),
                            scopes=scopes, can_manage=principal.can(Scope.PUBLISH),
                            **{"errors": {}, "form": {}, **extra})
 
@@ -130,5 +130,5 @@ def index() -> ResponseReturnValue:
 @login_required
 def revoke(key: str) -> ResponseReturnValue:
     principal = _principal()
-    _services().accounts.revoke_token(principal, key, _origin())
+    _services().tokens.revoke_token(principal, key, _origin())
     return _render(principal, revoked=key)

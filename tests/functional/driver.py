@@ -20,7 +20,7 @@ class Registry:
     def token(self, user: str = "admin", scope: str = "publish") -> str:
         key = (user, scope)
         if key not in self._tokens:
-            self._tokens[key] = self.services.accounts.create_token(None, user, scope).secret
+            self._tokens[key] = self.services.tokens.create_token(None, user, scope).secret
         return self._tokens[key]
 
     def add_user(self, name: str, role: str = "publisher", password: str = "password-123") -> None:

@@ -48,7 +48,7 @@ def test_reader_role_cannot_get_publish_token(registry: Registry) -> None:
     registry.add_user("rita", "reader")
     from gati_private_registry.errors import Forbidden
     with pytest.raises(Forbidden):
-        registry.services.accounts.create_token(None, "rita", "publish")
+        registry.services.tokens.create_token(None, "rita", "publish")
 
 
 def test_only_maintainers_and_admins_change_a_package(registry: Registry) -> None:
@@ -70,16 +70,16 @@ def test_only_maintainers_and_admins_change_a_package(registry: Registry) -> Non
 
 
 def test_expired_and_revoked_tokens(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gati_private_registry.services import accounts
+    from gati_private_registry.services import tokens
 
-    token = registry.services.accounts.create_token(None, "admin", "publish", expires_days=1).secret
+    token = registry.services.tokens.create_token(None, "admin", "publish", expires_days=1).secret
     assert registry.client.get("/npm/-/whoami", headers=registry.headers(token)).json == {"username": "admin"}
     later = datetime.now(timezone.utc) + timedelta(days=1, seconds=5)
     with monkeypatch.context() as m:
-        m.setattr(accounts, "_now", lambda: later)
+        m.setattr(tokens, "_now", lambda: later)
         expired = registry.client.get("/npm/-/whoami", headers=registry.headers(token))
         assert expired.status_code == 401 and "expired" in expired.json["error"]
-    other = registry.services.accounts.create_token(None, "admin", "publish").secret
+    other = registry.services.tokens.create_token(None, "admin", "publish").secret
     resp = registry.client.delete(f"/npm/-/user/token/{other}", headers=registry.headers(other))
     assert resp.status_code == 200
     assert registry.client.get("/npm/-/whoami", headers=registry.headers(other)).status_code == 401

@@ -40,7 +40,7 @@ def test_first_token_bootstraps_admin_with_generated_password(cli_env: dict[str,
     settings = load_settings(environ=cli_env)
     services = build_services(settings)
     try:
-        assert services.accounts.authenticate_token(token).username == "admin"
+        assert services.tokens.authenticate_token(token).username == "admin"
         # the generated password is shown once: a second run creates nothing
         again = run(cli_env, "token", "create", "--user", "admin", "--scope", "read")
         assert "Created user" not in again.stderr

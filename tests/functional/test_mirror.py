@@ -190,7 +190,7 @@ def test_manual_policy_queues_the_first_request_for_an_approver(
     fake.add("@held/lib", "1.0.0")
     resp = registry.packument("@held/lib")
     assert resp.status_code == 404 and "no version is approved" in resp.json["error"]
-    admin = services.accounts.authenticate_token(registry.token("admin", "admin"), "")
+    admin = services.tokens.authenticate_token(registry.token("admin", "admin"), "")
     queue = services.approvals.queue(admin, "pending", package="@held/lib")
     assert [(i.version, i.state) for i in queue] == [("1.0.0", "pending")]
 
@@ -220,7 +220,7 @@ def test_admin_pre_approves_a_range_and_blocks_a_version(
     fake.add("@held/range", "4.1.0")
     fake.add("@held/range", "4.2.0")
     fake.add("@held/range", "5.0.0")
-    admin = services.accounts.authenticate_token(registry.token("admin", "admin"), "")
+    admin = services.tokens.authenticate_token(registry.token("admin", "admin"), "")
     services.mirror.rules.add(admin, "@held/range@^4", "approve")
     assert sorted(registry.doc("@held/range")["versions"]) == ["4.1.0", "4.2.0"]
     assert registry.tarball("@held/range", "4.2.0").status_code == 200
@@ -228,7 +228,7 @@ def test_admin_pre_approves_a_range_and_blocks_a_version(
     services.mirror.rules.add(admin, "@held/range@4.2.0", "block", "CVE-2099-0001")
     assert sorted(registry.doc("@held/range")["versions"]) == ["4.1.0"]
     assert registry.tarball("@held/range", "4.2.0").status_code == 404  # cached, now quarantined
-    publisher = services.accounts.authenticate_token(registry.token("admin", "publish"), "")
+    publisher = services.tokens.authenticate_token(registry.token("admin", "publish"), "")
     with pytest.raises(Exception) as err:
         services.mirror.rules.add(publisher, "@held/range@*", "approve")
     assert "admin" in str(err.value)
@@ -237,7 +237,7 @@ def test_admin_pre_approves_a_range_and_blocks_a_version(
 def test_bad_rules_are_refused(registry: Registry, services: Services) -> None:
     from gati_private_registry.errors import ValidationFailed
 
-    admin = services.accounts.authenticate_token(registry.token("admin", "admin"), "")
+    admin = services.tokens.authenticate_token(registry.token("admin", "admin"), "")
     with pytest.raises(ValidationFailed) as err:
         services.mirror.rules.add(admin, "Bad Name@^1", "maybe", "")
     fields = {d.field for d in err.value.details}

@@ -39,6 +39,9 @@ API: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/tokens", None, SIGNED_IN),
     ("POST", "/api/tokens", {"scope": "read"}, PUBLISH),
     ("DELETE", "/api/tokens/{token}", None, PUBLISH),
+    # a local user: 404 for an admin (not a directory user), which counts as answered
+    ("POST", "/api/users/{victim}/sync", None, ADMIN),
+    ("DELETE", "/api/users/{victim}/tokens", None, ADMIN),
     ("GET", "/api/webhooks", None, ADMIN),
     ("POST", "/api/webhooks", {"url": "http://127.0.0.1:9/h"}, ADMIN),
     ("GET", "/api/webhooks/{webhook}", None, ADMIN),
@@ -134,7 +137,10 @@ def world(registry: Registry) -> dict[str, Any]:
                                 headers=registry.headers(admin)).json
     plugin = registry.client.get("/api/plugins", headers=registry.headers(admin)).json
     names = [p["name"] for p in plugin["items"]]
-    return {"webhook": str(hook["id"]), "plugin": names[0]}
+    # whose tokens an admin revokes all at once (nobody else's row needs them)
+    registry.add_user("victim", "reader", "victim-password")
+    registry.token("victim", "read")
+    return {"webhook": str(hook["id"]), "plugin": names[0], "victim": "victim"}
 
 
 def _allowed(status: int, location: str = "") -> bool:
@@ -155,8 +161,8 @@ def test_api_matrix(registry: Registry, world: dict[str, Any]) -> None:
         for method, path, body, allowed in API:
             own = registry.token("admin" if role == "admin" else role, "read") \
                 if role != "anonymous" else "x"
-            key = registry.services.accounts.list_tokens(
-                registry.services.accounts.authenticate_token(own))[-1].key if role != "anonymous" else "none"
+            key = registry.services.tokens.list_tokens(
+                registry.services.tokens.authenticate_token(own))[-1].key if role != "anonymous" else "none"
             url = _fill(path, world, {"token": key})
             kwargs: dict[str, Any] = {"headers": registry.headers(token)}
             if body == "publish":
@@ -186,8 +192,7 @@ def test_panel_matrix(registry: Registry, world: dict[str, Any]) -> None:
             key = "none"
             if role != "anonymous":
                 user = "admin" if role == "admin" else role
-                accounts = registry.services.accounts
-                key = accounts.create_token(None, user, "read").info.key
+                key = registry.services.tokens.create_token(None, user, "read").info.key
             url = _fill(path, world, {"token": key})
             if method == "GET":
                 resp = client.get(url)

@@ -229,6 +229,38 @@ def test_npm_web_login_completes_through_saml(registry: Registry, idp: Any) -> N
     assert registry.client.get("/npm/-/whoami", headers=registry.headers(token)).json == {"username": "alice"}
 
 
+def test_saml_sessions_end_after_their_lifetime_and_tokens_are_revoked_by_admins(
+        registry: Registry, idp: Any) -> None:
+    # SAML has no back channel: the IdP cannot tell us alice left. Her session ends by
+    # [saml] session_lifetime (8 hours by default), counted from the sign-in ...
+    request, relay = start(registry)
+    post_acs(registry, authn_response(idp, request, DEFAULT_IDENTITY)[0], relay)
+    assert signed_in_as(registry) == "alice"
+    with registry.client.session_transaction() as sess:
+        assert sess["via"] == "saml"
+        sess["signed_in_at"] -= 7.9 * 3600
+    assert signed_in_as(registry) == "alice"
+    with registry.client.session_transaction() as sess:
+        sess["signed_in_at"] -= 0.2 * 3600
+    assert signed_in_as(registry) is None
+    assert registry.client.get("/my/versions").status_code == 302
+    # ... and an admin revokes her tokens, all at once
+    tokens = [registry.services.tokens.create_token(None, "alice", "read").secret
+              for _ in range(2)]
+    admin = registry.headers(registry.token("admin", "admin"))
+    assert registry.client.delete("/api/users/alice/tokens",
+                                  headers=registry.headers(tokens[0])).status_code == 403
+    gone = registry.client.delete("/api/users/alice/tokens", headers=admin)
+    assert gone.status_code == 200 and gone.json == {"username": "alice", "revoked": 2}
+    for token in tokens:
+        assert registry.client.get("/npm/-/whoami",
+                                   headers=registry.headers(token)).status_code == 401
+    assert registry.client.delete("/api/users/nobody/tokens", headers=admin).status_code == 404
+    with registry.services.db.read() as s:
+        revoked = s.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoke")).all()
+    assert [(e.actor, e.subject) for e in revoked] == [("admin", "alice")] * 2
+
+
 @pytest.mark.parametrize("settings_overrides", [{}])
 def test_saml_endpoints_are_absent_unless_enabled(registry: Registry) -> None:
     assert registry.client.get("/saml/metadata").status_code == 404

@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from gati_private_registry.cli.admin import main as admin_cli
 from gati_private_registry.settings import Settings
 from gati_private_registry.storage.models import AuditEvent, Token
-from gati_private_registry.testing import ModuleSpec
+from gati_private_registry.testing import ModuleSpec, publish_body
 
 from .driver import Registry
 
@@ -127,3 +128,97 @@ def test_token_create_command_with_limits(settings: Settings, registry: Registry
     assert mine[0]["packages"] == ["@payments/*", "pay-*"] and mine[0]["cidr"] == ["127.0.0.1/32"]
     assert registry.publish(ModuleSpec("pay-x"), secret).status_code == 201
     assert registry.publish(ModuleSpec("other-x"), secret).status_code == 403
+
+
+def _hidden(resp: Any, name: str) -> bool:
+    """A 404 that reads exactly like the one for a name that does not exist (npm's
+    error body is a string, the API's an object)."""
+    err = (resp.json or {}).get("error")
+    message = err["message"] if isinstance(err, dict) else err
+    return bool(resp.status_code == 404 and message == f"{name} is not in this registry")
+
+
+def test_package_patterns_limit_reads_too(registry: Registry) -> None:
+    for name in ("@payments/ledger", "@other/secret"):
+        spec = ModuleSpec(name, "1.0.0", description="ledger of secrets")
+        assert registry.publish(spec).status_code == 201
+    registry.services.indexer.run_once()
+    made = create(registry, registry.token(), scope="read", packages=["@payments/*"]).json
+    limited = registry.headers(made["token"])
+    get = registry.client.get
+    # inside the patterns: everything as usual
+    assert registry.packument("@payments/ledger", made["token"]).status_code == 200
+    assert registry.packument("@payments/ledger", made["token"], abbreviated=True).status_code == 200
+    assert registry.tarball("@payments/ledger", "1.0.0", made["token"]).status_code == 200
+    assert get("/api/modules/@payments/ledger", headers=limited).status_code == 200
+    # outside: the same 404 as a name that does not exist, on every read of a package
+    for name in ("@other/secret", "@other/missing"):
+        bare = name.split("/")[1]
+        assert registry.packument(name, made["token"]).json == get(
+            f"/npm/{name}", headers=limited).json
+        for url in (f"/npm/{name}", f"/npm/{name.replace('/', '%2f')}", f"/npm/{name}/1.0.0",
+                    f"/npm/-/package/{name}/dist-tags", f"/npm/-/package/{name}/dist-tags/latest",
+                    f"/api/modules/{name}", f"/api/modules/{name}/versions",
+                    f"/api/modules/{name}/1.0.0/download", f"/api/modules/{name}/stats",
+                    f"/api/modules/{name}/reviews", f"/api/modules/{name}/similar",
+                    f"/npm/-/npm/v1/attestations/{name}@1.0.0"):
+            assert _hidden(get(url, headers=limited), name), url
+        assert _hidden(registry.tarball(name, "1.0.0", made["token"]), name)
+        assert _hidden(registry.packument(name, made["token"], abbreviated=True), name)
+        assert _hidden(get(f"/npm/{name}/-/{bare}-1.0.0.tgz", headers=limited), name)
+    # search finds only what the patterns cover, in the count as well
+    for url, key in (("/npm/-/v1/search?text=ledger&size=20", "objects"),
+                     ("/api/search?q=&per_page=50", "results")):
+        found = get(url, headers=limited).json
+        names = [o["package"]["name"] if key == "objects" else o["name"] for o in found[key]]
+        assert names == ["@payments/ledger"], (url, found)
+        everything = get(url, headers=registry.headers(registry.token("admin", "read"))).json
+        assert {"@payments/ledger", "@other/secret"} <= {
+            o["package"]["name"] if key == "objects" else o["name"] for o in everything[key]}
+    assert get("/api/search?q=ledger", headers=limited).json["total"] == 1
+    # an unlimited token of the same user still reads everything
+    assert registry.packument("@other/secret", registry.token("admin", "read")).status_code == 200
+
+
+@pytest.mark.parametrize("approval_mode", ["manual"])
+def test_package_patterns_limit_the_stage_queue(registry: Registry) -> None:
+    ids = {}
+    for name in ("@payments/staged", "@other/staged"):
+        resp = registry.client.post(f"/npm/-/stage/package/{name}",
+                                    json=publish_body(ModuleSpec(name, "1.0.0")),
+                                    headers=registry.headers(registry.token()))
+        assert resp.status_code == 201, resp.json
+        ids[name] = resp.json["stageId"]
+    limited = registry.headers(create(registry, registry.token("admin", "admin"), scope="approve",
+                                      packages=["@payments/*"]).json["token"])
+    listed = registry.client.get("/npm/-/stage", headers=limited).json
+    assert listed["total"] == 1 and [i["packageName"] for i in listed["items"]] == ["@payments/staged"]
+    assert registry.client.get(f"/npm/-/stage/{ids['@payments/staged']}",
+                               headers=limited).status_code == 200
+    for path in (f"/npm/-/stage/{ids['@other/staged']}",
+                 f"/npm/-/stage/{ids['@other/staged']}/tarball"):
+        assert registry.client.get(path, headers=limited).status_code == 404, path
+    queue = registry.client.get("/api/approvals?state=pending", headers=limited).json
+    assert [i["name"] for i in queue["items"]] == ["@payments/staged"]
+    unlimited = registry.headers(registry.token("admin", "admin"))
+    assert registry.client.get("/npm/-/stage", headers=unlimited).json["total"] == 2
+
+
+def test_token_revoke_command_revokes_every_token_of_a_user(settings: Settings,
+                                                            registry: Registry) -> None:
+    registry.add_user("leaver", "publisher")
+    tokens = [registry.token("leaver", scope) for scope in ("read", "publish")]
+    keep = registry.token("admin", "read")
+    env = {"GATI_REGISTRY_DATABASE__URL": settings.database_url,
+           "GATI_REGISTRY_ADMIN_PASSWORD": "admin-pass-1"}
+    out = CliRunner().invoke(admin_cli, ["token", "revoke", "--user", "leaver",
+                                         "--data", str(settings.data)], env=env)
+    assert out.exit_code == 0, out.output
+    assert "revoked 2 token(s) of leaver" in out.stderr
+    for token in tokens:
+        assert registry.client.get("/npm/-/whoami",
+                                   headers=registry.headers(token)).status_code == 401
+    assert registry.client.get("/npm/-/whoami", headers=registry.headers(keep)).status_code == 200
+    missing = CliRunner().invoke(admin_cli, ["token", "revoke", "--user", "nobody",
+                                             "--data", str(settings.data)], env=env)
+    assert missing.exit_code == 1 and "no user nobody" in missing.output

@@ -28,13 +28,12 @@ class Corpus:
         self.by_name = {m.name: m for m in modules}
         self.held = held
         self.client = create_app(services.settings, services).test_client()
-        acc = services.accounts
-        self.tokens = {who: acc.create_token(None, who, scope).secret for who, scope in
+        self.tokens = {who: services.tokens.create_token(None, who, scope).secret for who, scope in
                        (("admin", "admin"), ("reader", "read"), ("holder", "publish"),
                         ("approver", "approve"))}
 
     def principal(self, who: str) -> Principal:
-        return self.services.accounts.authenticate_token(self.tokens[who])
+        return self.services.tokens.authenticate_token(self.tokens[who])
 
     def api(self, who: str = "reader", **params: Any) -> dict[str, Any]:
         res = self.client.get("/api/search", query_string=params,
@@ -209,6 +208,6 @@ def test_pending_modules_never_reach_a_reader(corpus: Corpus) -> None:
     assert set(corpus.names("approver", q=HELD_SECRET, per_page=50)) == set(corpus.held)
     # and another publisher does not
     corpus.services.accounts.create_user(None, "other", "password-123", "publisher")
-    other = corpus.services.accounts.create_token(None, "other", "publish").secret
+    other = corpus.services.tokens.create_token(None, "other", "publish").secret
     corpus.tokens["other"] = other
     assert corpus.names("other", q=HELD_SECRET) == []

@@ -81,3 +81,20 @@ def test_npm_login_with_a_wrong_directory_password(registry_server):
     assert res.returncode != 0
     assert re.search(r"E401|incorrect or missing password", res.output, re.I), res
     assert client.stored_token is None
+
+
+def test_a_user_the_directory_drops_is_refused_after_a_sync(registry_server, slapd):
+    reg = registry_server
+    erin = reg.npm_client()
+    assert legacy_login(erin, "erin", "erin-pw").returncode == 0
+    assert erin.run("whoami").ok().stdout.strip() == "erin"
+    slapd.set_member("search-devs", "erin", False)   # no longer an engineer
+    try:
+        # the server would re-check at [ldap] recheck_interval; the admin forces it now
+        assert reg.cli("user", "sync", "erin").ok().stdout == "erin\tlost: not in an allowed group\n"
+        refused = erin.run("whoami").failed()
+        assert re.search(r"E401|401 Unauthorized", refused.output), refused
+    finally:
+        slapd.set_member("search-devs", "erin", True)
+    assert reg.cli("user", "sync", "--all").ok().stdout.count("\tok\n") >= 1
+    assert erin.run("whoami").ok().stdout.strip() == "erin"

@@ -194,6 +194,26 @@ def test_bad_sign_on_values_are_reported() -> None:
     fields = {d.field for d in err.value.details}
     assert fields == {"ldap.url", "saml.idp_metadata_file", "sso.default_role",
                       "sso.rules[0]", "sso.rules[1]", "sso.rules[2].role"}
+
+
+def test_directory_recheck_settings(tmp_path: Path) -> None:
+    s = load_settings(environ={})
+    assert (s.ldap.recheck_interval, s.ldap.recheck_grace) == (900.0, 3600.0)
+    assert s.saml.session_lifetime == 8 * 3600.0
+    s = load_settings(environ={"GATI_REGISTRY_LDAP__RECHECK_INTERVAL": "5m",
+                               "GATI_REGISTRY_LDAP__RECHECK_GRACE": "0",
+                               "GATI_REGISTRY_SAML__SESSION_LIFETIME": "1h"})
+    assert (s.ldap.recheck_interval, s.ldap.recheck_grace) == (300.0, 0.0)
+    assert s.saml.session_lifetime == 3600.0
+    # a re-check on every request (or every few seconds) is refused, as are nonsense values
+    with pytest.raises(ValidationFailed) as err:
+        Settings.for_tests(tmp_path, ldap={"recheck_interval": "10s", "recheck_grace": "-1"},
+                           saml={"session_lifetime": "30s"})
+    assert {d.field for d in err.value.details} == {"ldap.recheck_interval", "ldap.recheck_grace",
+                                                    "saml.session_lifetime"}
+    with pytest.raises(ValidationFailed) as err:
+        Settings.for_tests(tmp_path, ldap={"recheck_interval": "often"})
+    assert {d.field for d in err.value.details} == {"ldap.recheck_interval"}
 def test_search_and_marketplace_sections(tmp_path: Path) -> None:
     s = load_settings(environ={})
     assert s.search.follow is True and s.search.poll_interval == 0.5

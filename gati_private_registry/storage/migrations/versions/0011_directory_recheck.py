@@ -1,8 +1,8 @@
 """users: when the directory (LDAP) last answered for a user, and whether that answer
 was "no longer allowed" (tokens and sessions are refused until it says yes again)
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-26 10:00:00.000000
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

@@ -171,6 +171,24 @@ def wrk(url: str, seconds: int, threads: int, connections: int) -> dict[str, Any
     return {"rps": rps, "errors": int("Non-2xx" in out), "p99_ms": None}
 
 
+def server_cpu(v: Variant) -> float:
+    """CPU seconds (user + system) used so far by the server's master and workers."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[2] is the ppid, [11] utime, [12] stime (stat(5), counted after the name)
+        if int(entry) == v.proc.pid or int(fields[1]) == v.proc.pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def stop(v: Variant) -> None:
     if v.proc is not None and v.proc.poll() is None:
         os.killpg(v.proc.pid, signal.SIGTERM)
@@ -204,6 +222,7 @@ def main() -> None:
     paths = a.paths.split(",")
     root = Path(tempfile.mkdtemp(prefix="gati-ab-"))
     runs: dict[tuple[str, str], list[float]] = {(v.label, p): [] for v in variants for p in paths}
+    cpus: dict[tuple[str, str], list[float]] = {(v.label, p): [] for v in variants for p in paths}
     try:
         for v in variants:
             start(v, a.workers, a.threads, root)
@@ -219,21 +238,30 @@ def main() -> None:
                     url = v.packument if p == "packument" else v.tarball
                     if a.warmup:
                         wrk(url, a.warmup, a.wrk_threads, a.wrk_connections)
+                    cpu = server_cpu(v)
                     res = wrk(url, a.duration, a.wrk_threads, a.wrk_connections)
+                    cpu = server_cpu(v) - cpu
+                    us = cpu / (res["rps"] * a.duration) * 1e6 if res["rps"] else 0.0
                     runs[(v.label, p)].append(res["rps"])
+                    cpus[(v.label, p)].append(us)
                     print(f"round {r + 1} {p:9} {v.label:14} {res['rps']:8.0f} req/s "
-                          f"p99 {res['p99_ms']} ms errors {res['errors']}", flush=True)
+                          f"{us:6.0f} us server CPU/req  p99 {res['p99_ms']} ms "
+                          f"errors {res['errors']}", flush=True)
         print(f"# load after: {open('/proc/loadavg').read().strip()}")
-        print(f"\n{'variant':14} " + " ".join(f"{p + ' median':>18} {'ratio':>6}" for p in paths))
         ref = variants[0].label
-        for v in variants:
-            cells = []
-            for p in paths:
-                med = statistics.median(runs[(v.label, p)])
-                cells.append(f"{med:18.0f} {med / statistics.median(runs[(ref, p)]):6.2f}")
-            print(f"{v.label:14} " + " ".join(cells))
+        for title, table, fmt in (("req/s", runs, "{:10.0f}"), ("server CPU us/request", cpus, "{:10.1f}")):
+            print(f"\nmedian {title} (ratio to {ref})")
+            print(f"{'variant':14} " + " ".join(f"{p:>10} {'ratio':>6}" for p in paths))
+            for v in variants:
+                cells = []
+                for p in paths:
+                    med = statistics.median(table[(v.label, p)])
+                    base = statistics.median(table[(ref, p)])
+                    cells.append(fmt.format(med) + f" {med / base if base else 0:6.2f}")
+                print(f"{v.label:14} " + " ".join(cells))
         if a.json:
-            a.json.write_text(json.dumps({f"{k[0]}/{k[1]}": x for k, x in runs.items()}, indent=1))
+            a.json.write_text(json.dumps({f"{k[0]}/{k[1]}": {"rps": x, "cpu_us": cpus[k]}
+                                          for k, x in runs.items()}, indent=1))
     finally:
         if a.keep:
             for v in variants:

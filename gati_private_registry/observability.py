@@ -28,15 +28,29 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("gati_request_i
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+#: one encoder for every line (``json.dumps`` with options builds a new one per call)
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", "request_id", ...extra}`` on one line."""
 
     _SKIP = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (second, its "YYYY-MM-DDTHH:MM:SS"): one strftime per second, not per line;
+        # a tuple, replaced whole, because handlers may share this formatter
+        self._second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second, prefix = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                  + f".{int(record.msecs):03d}Z",
+            "ts": f"{prefix}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -45,12 +59,13 @@ class JsonFormatter(logging.Formatter):
         rid = REQUEST_ID.get()
         if rid:
             out["request_id"] = rid
+        skip = self._SKIP
         for key, value in vars(record).items():
-            if key not in self._SKIP and not key.startswith("_"):
+            if key not in skip and not key.startswith("_"):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _encode(out)
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -15,7 +15,7 @@ from . import (api, api_modules, api_plugins, api_recommend, api_search, audit,
                tokens, users, webhooks)
 from . import mirror_prefetch  # noqa: F401  (adds the prefetch routes to mirror's blueprints)
 from .errors import api_body, auth_headers, npm_body, status_for
-from .observe import Observe
+from .observe import Observe, known_routes
 
 log = logging.getLogger(__name__)
 
@@ -111,5 +111,7 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
 
     app.wsgi_app = npm.NpmReadPath(services, app.wsgi_app)  # type: ignore[method-assign]
     # outermost, so the fast path is counted and logged too
-    app.wsgi_app = Observe(app.wsgi_app, services.settings.access_log)  # type: ignore[method-assign]
+    app.wsgi_app = Observe(  # type: ignore[method-assign]
+        app.wsgi_app, services.settings.access_log,
+        known_routes(rule.rule for rule in app.url_map.iter_rules()))
     return app

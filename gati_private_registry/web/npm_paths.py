@@ -2,6 +2,7 @@
 ``@scope%2fname`` arrives percent-decoded and a scoped name spans two segments."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -14,7 +15,18 @@ class NpmRoute:
 
 def parse_path(path: str) -> NpmRoute | None:
     """Classify a path below ``/npm/`` (already percent-decoded)."""
-    segs = [s for s in path.split("/")]
+    # every npm request is classified twice (metrics labels, then the read path) and
+    # installs ask for the same few paths again and again; long paths are not kept
+    return _parse_cached(path) if len(path) <= 300 else _parse(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(path: str) -> NpmRoute | None:
+    return _parse(path)
+
+
+def _parse(path: str) -> NpmRoute | None:
+    segs = path.split("/")
     while segs and segs[-1] == "":
         segs.pop()
     if not segs:

@@ -51,7 +51,7 @@ def _fail(exc: RegistryError) -> None:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8080).")
 @click.option("--workers", type=int, default=None, help="gunicorn worker processes (default 2).")
-@click.option("--threads", type=int, default=None, help="Threads per worker (default 8).")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default 16).")
 @config_option
 @data_option
 @click.pass_context

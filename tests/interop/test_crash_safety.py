@@ -74,9 +74,20 @@ def test_sigkill_during_publishes_loses_nothing(backend: str, tmp_path: Path,
         server.start()
         stop = threading.Event()
         threads = [threading.Thread(target=publisher, args=(server.url, stop)) for _ in range(4)]
+        before = len(ok)
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.05, 0.6))   # somewhere in the middle of publishes
+        # somewhere in the middle of publishes. Every other round waits for its first
+        # success and then kills while the other three are in flight: on a busy machine a
+        # fresh worker's first publish can outlast the whole window, and then no round
+        # would ever kill a publish past its first steps
+        if kill % 2:
+            deadline = time.monotonic() + 60
+            while len(ok) == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:
+            time.sleep(rng.uniform(0.05, 0.6))
         server.kill()
         stop.set()
         for t in threads:

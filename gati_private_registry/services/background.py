@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: seconds between two passes at the least: an idle follower runs as soon as a commit
+#: lands, a busy one takes the commits of the last fraction of a second together (each
+#: pass renews its lease, a write, and reads the feed: once per commit under a burst of
+#: publishes, that cost as much as the publishes' own transactions)
+MIN_GAP = 0.2
+
+
 class Runner:
     """A daemon thread that calls ``run_once`` right after each commit on this machine
     (the generation counter moves) and at least every ``poll_interval`` seconds. It logs
@@ -51,6 +58,7 @@ class Runner:
         failures = 0
         while not self._stop.is_set():
             seen = self.generation.value()
+            earliest = time.monotonic() + MIN_GAP
             try:
                 self.run_once()
                 failures = 0
@@ -60,8 +68,10 @@ class Runner:
             pause = self.poll_interval if not failures else min(2.0 ** failures, 30.0)
             deadline = time.monotonic() + pause
             while not self._stop.is_set() and time.monotonic() < deadline:
-                if self._stop.wait(min(0.05, pause)) or \
-                        (not failures and self.generation.value() != seen):
+                if self._stop.wait(min(0.05, pause)):
+                    break
+                if not failures and self.generation.value() != seen \
+                        and time.monotonic() >= earliest:
                     break
 
 

@@ -130,6 +130,13 @@ class IndexFollower:
         return FollowResult(held=True, cursor=cursor, indexed=count)
 
 
+#: seconds between two passes at the least. A commit wakes the follower at once when it
+#: is idle; under a burst of publishes the commits that arrive within this gap are
+#: indexed together, in one Whoosh commit instead of one each (a commit writes and
+#: merges segments and makes every searcher reopen)
+MIN_GAP = 0.25
+
+
 class IndexRunner:
     """The daemon thread of a server process: runs the follower right after a commit on
     this machine (the data generation moves) and at least every ``poll_interval``."""
@@ -156,6 +163,7 @@ class IndexRunner:
         failures = 0
         while not self._stop.is_set():
             seen = self.generation.value()
+            earliest = time.monotonic() + MIN_GAP
             try:
                 self.follower.run_once()
                 failures = 0
@@ -165,7 +173,10 @@ class IndexRunner:
             pause = self.poll_interval if not failures else min(2.0 ** failures, 30.0)
             deadline = time.monotonic() + pause
             while not self._stop.is_set() and time.monotonic() < deadline:
-                if self._stop.wait(0.02) or (not failures and self.generation.value() != seen):
+                if self._stop.wait(0.02):
+                    break
+                if not failures and self.generation.value() != seen \
+                        and time.monotonic() >= earliest:
                     break
 
 

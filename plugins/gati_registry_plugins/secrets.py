@@ -28,32 +28,59 @@ _MAX_REASONS = 50
 
 @dataclass(frozen=True)
 class _Pattern:
+    """One kind of secret. Each must start at a word boundary; the boundary is checked in
+    Python (:func:`_matches`), not with a leading ``\\b``: a pattern that begins with a
+    literal lets ``re`` jump from one occurrence of it to the next, where ``\\b`` makes it
+    try every position (15-60x slower on a 40 KB file)."""
     kind: str
     regex: re.Pattern[str]
     #: characters of the match that are a public, non-secret prefix and may be shown
     shown_prefix: int = 0
     #: regex group holding the secret value (0 = the whole match)
     group: int = 0
+    #: must not follow a word character (what a leading ``\\b`` said)
+    boundary: bool = True
 
 
 _PATTERNS: tuple[_Pattern, ...] = (
     _Pattern("private key", re.compile(
         r"-----BEGIN (?:RSA |EC |OPENSSH |DSA |PGP |ENCRYPTED |SSH2 ENCRYPTED )?"
-        r"PRIVATE KEY(?: BLOCK)?-----")),
-    _Pattern("AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), 4),
+        r"PRIVATE KEY(?: BLOCK)?-----"), boundary=False),
+    _Pattern("AWS access key id", re.compile(r"A(?:KIA|SIA)[0-9A-Z]{16}\b"), 4),
     _Pattern("AWS secret access key", re.compile(
-        r"(?i)\baws_?secret(?:_?access)?_?key\b[\"']?\s*[:=]\s*[\"']?"
+        r"(?i)aws_?secret(?:_?access)?_?key\b[\"']?\s*[:=]\s*[\"']?"
         r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"), 0, 1),
-    _Pattern("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"), 4),
-    _Pattern("GitHub fine-grained token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b"), 11),
-    _Pattern("GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"), 6),
-    _Pattern("Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), 5),
-    _Pattern("Stripe live key", re.compile(r"\b[sr]k_live_[A-Za-z0-9]{16,}"), 8),
-    _Pattern("Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), 4),
-    _Pattern("npm token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), 4),
+    _Pattern("GitHub token", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}\b"), 4),
+    _Pattern("GitHub fine-grained token", re.compile(r"github_pat_[A-Za-z0-9_]{22,255}\b"), 11),
+    _Pattern("GitLab token", re.compile(r"glpat-[A-Za-z0-9_\-]{20,}"), 6),
+    _Pattern("Slack token", re.compile(r"xox[abprs]-[A-Za-z0-9-]{10,}"), 5),
+    _Pattern("Stripe live key", re.compile(r"[sr]k_live_[A-Za-z0-9]{16,}"), 8),
+    _Pattern("Google API key", re.compile(r"AIza[0-9A-Za-z_\-]{35}(?![0-9A-Za-z_\-])"), 4),
+    _Pattern("npm token", re.compile(r"npm_[A-Za-z0-9]{36}\b"), 4),
     _Pattern("JSON Web Token", re.compile(
-        r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), 3),
+        r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"), 3),
 )
+_WORD = re.compile(r"\w")
+
+
+def _matches(pattern: _Pattern, text: str) -> Iterator[re.Match[str]]:
+    """What ``\\b`` + ``pattern.regex`` would find with ``finditer``: matches that do not
+    follow a word character (unless ``pattern.boundary`` is off). After a refused match
+    the search goes on from its next character, not its end, so no match that starts
+    inside it is skipped."""
+    regex, boundary = pattern.regex, pattern.boundary
+    pos = 0
+    while True:
+        m = regex.search(text, pos)
+        if m is None:
+            return
+        start = m.start()
+        if boundary and start > 0 and _WORD.match(text, start - 1):
+            pos = start + 1
+            continue
+        yield m
+        pos = max(m.end(), start + 1)
+
 
 # `password = "…"`, `apiToken: '…'`, `"client_secret": "…"`; the value is then tested
 # for entropy, so `password = "${process.env.PASSWORD}"` and prose are not flagged
@@ -153,7 +180,7 @@ def scan_text(path: str, text: str, entropy_threshold: float = 3.5) -> Iterator[
             shown = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
             yield f"{path}: a .env file with {len(names)} values ({shown}); values not shown"
     for pattern in _PATTERNS:
-        for m in pattern.regex.finditer(text):
+        for m in _matches(pattern, text):
             secret = m.group(pattern.group)
             if any(word in secret for word in _KNOWN_EXAMPLES):
                 continue
@@ -162,7 +189,7 @@ def scan_text(path: str, text: str, entropy_threshold: float = 3.5) -> Iterator[
     for name, value, offset in _generic_assignments(text):
         if _PLACEHOLDER.search(value) or not _looks_random(value, entropy_threshold):
             continue
-        if any(p.regex.search(value) for p in _PATTERNS):
+        if any(next(_matches(p, value), None) for p in _PATTERNS):
             continue  # already reported with its precise kind
         yield (f"{path}:{_line(text, offset)}: hard-coded secret assigned to "
                f"{name[:60]!r} {mask(value, 0)}")

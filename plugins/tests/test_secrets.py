@@ -128,3 +128,29 @@ def test_entropy_threshold_setting() -> None:
     files = {"a.js": 'const secret = "abcd1234abcd1234abcd1234";'}  # low entropy
     assert review(files).decision is Decision.APPROVE
     assert review(files, entropy_threshold=2.0).decision is Decision.REJECT
+
+
+def test_word_boundary_in_python_finds_what_a_leading_backslash_b_found() -> None:
+    """The patterns start with their literal (fast) and check the word boundary after a
+    match; on text full of near-misses (a word character just before a token, tokens
+    run together, tokens inside tokens) they must find exactly what ``\\b`` + pattern
+    found with ``finditer``."""
+    import re
+
+    tokens = [_aws_id, "aws_secret_access_key = '" + _aws_secret + "'", _gh, _gho, _pat, _gl,
+              _slack, _stripe, _google, _npm, _jwt]
+    glue = ["", " ", "x", "_", "-", ".", "(", "\n", "é", "9", "a" + "ws_", "gh", "eyJ"]
+    fuzz = random.Random(77)
+    for _ in range(300):
+        text = "".join(fuzz.choice(glue) + fuzz.choice(tokens)[: fuzz.randint(8, 200)]
+                       for _ in range(fuzz.randint(1, 8)))
+        for pattern in secrets._PATTERNS:
+            flags = pattern.regex.flags & re.IGNORECASE
+            reference = re.compile((r"\b" if pattern.boundary else "") + pattern.regex.pattern.removeprefix("(?i)"),
+                                   flags)
+            want = [(m.start(), m.group(0)) for m in reference.finditer(text)]
+            got = [(m.start(), m.group(0)) for m in secrets._matches(pattern, text)]
+            assert got == want, (pattern.kind, text)
+    # and the boundary is really checked: glued to a word, a token is not a token
+    assert list(secrets.scan_text("a.js", "x" + _gh)) == []
+    assert len(list(secrets.scan_text("a.js", "(" + _gh + ")"))) == 1

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..errors import RegistryError, TooLarge
 from ..services import Services
 from . import (api, api_modules, api_plugins, api_recommend, api_search, audit,
-               marketplace, mirror, npm, ops, panel, panel_plugins, saml, sessions,
+               marketplace, mirror, npm, openapi, ops, panel, panel_plugins, saml, sessions,
                tokens, users, webhooks)
 from . import mirror_prefetch  # noqa: F401  (adds the prefetch routes to mirror's blueprints)
 from .errors import api_body, auth_headers, npm_body, status_for
@@ -90,6 +90,7 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
     app.register_blueprint(api_modules.bp)
     app.register_blueprint(api_recommend.bp)
     app.register_blueprint(marketplace.bp)
+    app.register_blueprint(openapi.bp)
 
     app.register_error_handler(RegistryError, render_error)
 
@@ -106,8 +107,15 @@ def create_wsgi_app(services: Services, secret_key: str) -> Flask:
         if _front_door(request.path) == "panel":
             return render_template("error.html", error=exc.description, status=exc.code), exc.code
         import json
-        return Response(json.dumps({"error": exc.description, "reason": exc.name}),
-                        status=exc.code or 500, mimetype="application/json")
+        if _front_door(request.path) == "api":
+            # the API's one error shape (as /api/openapi.json says), also for what Flask
+            # refuses by itself: an unknown path, a method the route does not take
+            body: dict[str, Any] = {"error": {"code": exc.name.lower().replace(" ", "_"),
+                                      "message": exc.description or exc.name,
+                                      "details": []}}
+        else:
+            body = {"error": exc.description, "reason": exc.name}
+        return Response(json.dumps(body), status=exc.code or 500, mimetype="application/json")
 
     app.wsgi_app = npm.NpmReadPath(services, app.wsgi_app)  # type: ignore[method-assign]
     # outermost, so the fast path is counted and logged too

@@ -84,17 +84,21 @@ def module_json(p: ModulePage, base: str) -> dict[str, Any]:
 # -- GET -----------------------------------------------------------------------------------
 
 def _get_module(name: str, _args: list[str]) -> Response:
+    """The module document: metadata of the latest version the caller may see, readme,
+    dependencies, dependents, API reference, trust, metrics and every version."""
     services = _services()
     page = services.modules.page(_reader(name), name)
     return _json(module_json(page, auth.base_url(request.environ, services.settings)))
 
 
 def _get_versions(name: str, _args: list[str]) -> Response:
+    """Every version the caller may see, newest first, with state, tags and signatures."""
     return _json({"name": name, "versions": [version_json(v) for v in
                                              _services().modules.versions(_reader(name), name)]})
 
 
 def _download(name: str, version: str) -> Response:
+    """The version's tarball (``X-Integrity`` carries its sha512 integrity); counts a download."""
     services = _services()
     _reader(name)
     ref = services.packages.tarball(name, f"{name.rpartition('/')[2]}-{version}.tgz")
@@ -109,6 +113,7 @@ def _download(name: str, version: str) -> Response:
 
 
 def _get_stats(name: str, _args: list[str]) -> Response:
+    """Download statistics: totals, trending, daily downloads and downloads per version."""
     services = _services()
     _reader(name)
     services.modules.versions(None, name)  # 404 unless something is installable
@@ -119,6 +124,7 @@ def _get_stats(name: str, _args: list[str]) -> Response:
 
 
 def _get_reviews(name: str, _args: list[str]) -> Response:
+    """Stars, the average rating and the reviews the caller may see."""
     services = _services()
     who = _reader(name)
     social = services.social.summary(who, name)
@@ -134,6 +140,8 @@ _GETS: dict[str, Callable[[str, list[str]], Response]] = {
 
 @bp.route("/modules/<path:rest>", methods=["GET"])
 def get(rest: str) -> Response:
+    """The GET routes under ``/api/modules/<name>/``: the module, ``versions``,
+    ``<version>/download``, ``stats``, ``reviews``, ``together`` and ``similar``."""
     name, args = split(rest)
     if len(args) == 2 and args[1] == "download":
         return _download(name, args[0])

@@ -31,12 +31,14 @@ def plugin_json(info: PluginInfo) -> dict[str, Any]:
 
 @bp.route("/plugins")
 def list_plugins() -> Response:
+    """Every policy plugin, installed or configured, with its settings (admins)."""
     items = _services().plugin_admin.list(_who())
     return _json({"items": [plugin_json(i) for i in items], "total": len(items)})
 
 
 @bp.route("/plugins/<name>", methods=["GET"])
 def get_plugin(name: str) -> Response:
+    """One policy plugin: hooks, votes, settings, defaults and schema (admins)."""
     return _json(plugin_json(_services().plugin_admin.get(_who(), name)))
 
 

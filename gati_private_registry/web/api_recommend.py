@@ -21,6 +21,7 @@ def suggestion_json(s: Suggestion) -> dict[str, Any]:
 
 
 def _together(name: str, _args: list[str]) -> Response:
+    """Modules often installed together with this one, strongest first."""
     services = _services()
     who = auth.reader_of(request.environ, services, name)
     return _json({"name": name, "together": [suggestion_json(s) for s in
@@ -28,6 +29,7 @@ def _together(name: str, _args: list[str]) -> Response:
 
 
 def _similar(name: str, _args: list[str]) -> Response:
+    """Modules like this one (category, contracts, keywords)."""
     services = _services()
     who = auth.reader_of(request.environ, services, name)
     return _json({"name": name, "similar": [hit_json(h) for h in

@@ -49,7 +49,8 @@ def parse_query() -> SearchQuery:
 
 @bp.route("/search")
 def search() -> Response:
-    """``GET /api/search?q=&category=&contract=&trust=&sort=&page=&per_page=``"""
+    """Search the modules the caller may see.
+    ``GET /api/search?q=&category=&contract=&trust=&sort=&page=&per_page=``"""
     services = _services()
     who = auth.reader(request.environ, services)
     result = services.search.search(who, parse_query())

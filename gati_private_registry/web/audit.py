@@ -43,7 +43,8 @@ def _paging(default_limit: int) -> tuple[int, int]:
 
 @api_bp.route("")
 def api_query() -> Response:
-    """``?since=&until=&actor=&action=&subject=&offset=&limit=``: newest first;
+    """The audit log (admins and auditors), newest first.
+    ``?since=&until=&actor=&action=&subject=&offset=&limit=``;
     ``action`` ending in ``*`` matches a prefix (``login.*``)."""
     who = auth.principal(request.environ, _services())
     if who is None:

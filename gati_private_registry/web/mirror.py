@@ -35,6 +35,7 @@ def _rule(r: Any) -> dict[str, Any]:
 
 @api_bp.get("/status")
 def api_status() -> Response:
+    """Upstream reachability, cache sizes, counters and recent misses (admins)."""
     _api_admin()
     st = status(_services().mirror)
     return _json({
@@ -52,12 +53,16 @@ def api_status() -> Response:
 
 @api_bp.get("/rules")
 def api_rules() -> Response:
+    """The curation rules: which upstream versions are approved or blocked on arrival
+    (admins)."""
     _api_admin()
     return _json({"rules": [_rule(r) for r in _services().mirror.rules.all()]})
 
 
 @api_bp.post("/rules")
 def api_add_rule() -> Response:
+    """Add a curation rule (admins): ``{"spec": "name@range", "action": "approve|block",
+    "reason": "..."}``."""
     who = _api_admin()
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -71,6 +76,7 @@ def api_add_rule() -> Response:
 
 @api_bp.delete("/rules/<int:rule_id>")
 def api_remove_rule(rule_id: int) -> Response:
+    """Remove a curation rule (admins)."""
     who = _api_admin()
     _services().mirror.rules.remove(who, rule_id, auth.origin(request.environ, _services().settings))
     return _json({"ok": True})

@@ -51,6 +51,8 @@ def specs_from_body(body: Any) -> tuple[list[tuple[str, str]], str, bool]:
 
 @api_bp.post("/prefetch")
 def api_prefetch() -> Response:
+    """Queue a prefetch job (admins): ``{"packages": ["name@range", ...]}`` or a lockfile;
+    201 with ``Location``."""
     who = _api_admin()
     specs, source, closure = specs_from_body(request.get_json(silent=True))
     job = _services().mirror.prefetch.submit(
@@ -63,12 +65,14 @@ def api_prefetch() -> Response:
 
 @api_bp.get("/prefetch")
 def api_prefetch_jobs() -> Response:
+    """The recent prefetch jobs with their progress (admins)."""
     _api_admin()
     return _json({"jobs": [job_json(j) for j in _services().mirror.prefetch.recent()]})
 
 
 @api_bp.get("/prefetch/<int:job_id>")
 def api_prefetch_job(job_id: int) -> Response:
+    """One prefetch job, with the items that failed (admins)."""
     _api_admin()
     jobs = _services().mirror.prefetch
     out = job_json(jobs.get(job_id))
@@ -79,6 +83,7 @@ def api_prefetch_job(job_id: int) -> Response:
 
 @api_bp.post("/prefetch/<int:job_id>/cancel")
 def api_prefetch_cancel(job_id: int) -> Response:
+    """Cancel a queued or running prefetch job (admins)."""
     who = _api_admin()
     job = _services().mirror.prefetch.cancel(
         who, job_id, auth.origin(request.environ, _services().settings))

@@ -75,7 +75,8 @@ def api_list() -> Response:
 
 @api_bp.route("", methods=["POST"])
 def api_create() -> Response:
-    """``{"scope": "read|publish|approve|admin", "packages": ["@team/*"], "cidr":
+    """Create a token for the caller.
+    ``{"scope": "read|publish|approve|admin", "packages": ["@team/*"], "cidr":
     ["10.0.0.0/8"], "expires_days": 30, "name": "ci"}``; the secret is in the answer only."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -87,6 +88,8 @@ def api_create() -> Response:
 
 @api_bp.route("/<key>", methods=["DELETE"])
 def api_revoke(key: str) -> Response:
+    """Revoke one of the caller's tokens by its key or key prefix (needs a publish or
+    admin token)."""
     _services().tokens.revoke_token(_who(), key, _origin())
     return _json({"ok": True})
 

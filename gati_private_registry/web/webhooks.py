@@ -81,6 +81,7 @@ def _body(allowed: frozenset[str]) -> dict[str, Any]:
 
 @api_bp.get("")
 def api_list() -> Response:
+    """Every webhook (admins)."""
     hooks = _services().webhooks.list(_who())
     return _json({"items": [webhook_json(w) for w in hooks], "total": len(hooks)})
 
@@ -100,6 +101,7 @@ def api_create() -> Response:
 
 @api_bp.get("/<webhook_id>")
 def api_get(webhook_id: str) -> Response:
+    """One webhook (admins)."""
     return _json(webhook_json(_services().webhooks.get(_who(), _id(webhook_id))))
 
 
@@ -115,6 +117,7 @@ def api_update(webhook_id: str) -> Response:
 
 @api_bp.delete("/<webhook_id>")
 def api_delete(webhook_id: str) -> Response:
+    """Delete a webhook (admins); 204."""
     _services().webhooks.delete(_who(), _id(webhook_id), _origin())
     return Response(status=204)
 
@@ -130,6 +133,7 @@ def api_deliveries(webhook_id: str) -> Response:
 
 @api_bp.post("/<webhook_id>/deliveries/<delivery_id>/redeliver")
 def api_redeliver(webhook_id: str, delivery_id: str) -> Response:
+    """Send a delivery again (admins); 202 with the delivery."""
     d = _services().webhooks.redeliver(_who(), _id(webhook_id), _id(delivery_id, "delivery"),
                                        _origin())
     return _json(delivery_json(d), 202)

@@ -29,6 +29,7 @@ def approval_mode() -> str:
 # (method, path, JSON body or None, roles allowed). Paths use {webhook} for a real id.
 API: list[tuple[str, str, Any, frozenset[str]]] = [
     ("GET", "/api/keys", None, ALL),
+    ("GET", "/api/openapi.json", None, ALL),
     ("GET", "/api/approvals", None, SIGNED_IN),
     ("POST", "/api/modules/pending-one/1.0.0/approve", {"reason": "ok"}, APPROVE),
     ("GET", "/api/audit", None, AUDIT),

@@ -30,8 +30,10 @@ class Runner:
     errors, backs off, and keeps going; :meth:`stop` releases the job's lease."""
 
     def __init__(self, name: str, run_once: Callable[[], Any], release: Callable[[], None],
-                 generation: Generation, poll_interval: float) -> None:
+                 generation: Generation, poll_interval: float,
+                 min_gap: float = MIN_GAP) -> None:
         self.name = name
+        self.min_gap = min_gap
         self.run_once = run_once
         self.release = release
         self.generation = generation
@@ -58,7 +60,7 @@ class Runner:
         failures = 0
         while not self._stop.is_set():
             seen = self.generation.value()
-            earliest = time.monotonic() + MIN_GAP
+            earliest = time.monotonic() + self.min_gap
             try:
                 self.run_once()
                 failures = 0

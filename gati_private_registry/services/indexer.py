@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
@@ -29,6 +27,7 @@ from ..storage.db import Database
 from ..storage.models import Change
 from ..storage.search_index import SearchIndex
 from ..storage.db import aware
+from .background import Runner
 from .search_docs import TrustRules, build_documents
 
 log = logging.getLogger(__name__)
@@ -130,63 +129,22 @@ class IndexFollower:
         return FollowResult(held=True, cursor=cursor, indexed=count)
 
 
-#: seconds between two passes at the least. A commit wakes the follower at once when it
-#: is idle; under a burst of publishes the commits that arrive within this gap are
-#: indexed together, in one Whoosh commit instead of one each (a commit writes and
-#: merges segments and makes every searcher reopen)
+#: seconds between two index passes at the least (the other followers: 0.2). Under a
+#: burst of publishes the commits within this gap are indexed together, in one Whoosh
+#: commit instead of one each (a commit writes and merges segments and makes every
+#: searcher reopen)
 MIN_GAP = 0.25
 
 
-class IndexRunner:
-    """The daemon thread of a server process: runs the follower right after a commit on
-    this machine (the data generation moves) and at least every ``poll_interval``."""
-
-    def __init__(self, follower: IndexFollower, generation: Generation,
-                 poll_interval: float) -> None:
-        self.follower = follower
-        self.generation = generation
-        self.poll_interval = max(poll_interval, 0.05)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="gati-search-index",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            seen = self.generation.value()
-            earliest = time.monotonic() + MIN_GAP
-            try:
-                self.follower.run_once()
-                failures = 0
-            except Exception:  # a database or disk hiccup must not stop indexing for good
-                failures += 1
-                log.exception("search index: pass failed (%d in a row); trying again", failures)
-            pause = self.poll_interval if not failures else min(2.0 ** failures, 30.0)
-            deadline = time.monotonic() + pause
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                if self._stop.wait(0.02):
-                    break
-                if not failures and self.generation.value() != seen \
-                        and time.monotonic() >= earliest:
-                    break
-
-
 def start_in_process(settings: Settings, follower: IndexFollower,
-                     generation: Generation) -> IndexRunner | None:
+                     generation: Generation) -> Runner | None:
     """Start the index follower thread in this server process (when ``search.follow``)
     and stop it when the process exits."""
     if not settings.search.follow:
         return None
-    runner = IndexRunner(follower, generation, settings.search.poll_interval)
+    # no lease to give back: one writer per index directory is the follower's flock
+    runner = Runner("gati-search-index", follower.run_once, lambda: None, generation,
+                    settings.search.poll_interval, min_gap=MIN_GAP)
     runner.start()
     atexit.register(runner.stop)
     return runner

@@ -96,6 +96,26 @@ def publish_body(spec: ModuleSpec, *, tag: str = "latest", tarball: bytes | None
 # -- a real server process, for interop and browser tests (and plugin authors) ----------
 
 
+def http_call(method: str, url: str, token: str, body: Any = None,
+              timeout: float = 30) -> tuple[int, bytes]:
+    """One JSON request with a bearer token: ``(status, body)``, an HTTP error status
+    included. Raises OSError when no answer came (a refused or dropped connection)."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, e.read()
+        finally:
+            e.close()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     import socket

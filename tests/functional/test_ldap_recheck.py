@@ -12,15 +12,14 @@ from typing import Any, Iterator
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
 
 from gati_private_registry.cli.admin import main as admin_cli
 from gati_private_registry.services import directory_sync
 from gati_private_registry.settings import Settings
-from gati_private_registry.storage.models import AuditEvent
 
 from ..slapd import PEOPLE, Slapd, ldap_settings, seed_ldif
 from .driver import Registry
+from .test_ldap import events, teams_of, whoami
 
 
 @pytest.fixture
@@ -70,20 +69,6 @@ def npm_login(registry: Registry, name: str) -> str:
         "type": "user", "roles": []})
     assert resp.status_code == 201, resp.json
     return str(resp.json["token"])
-
-
-def whoami(registry: Registry, token: str) -> Any:
-    return registry.client.get("/npm/-/whoami", headers=registry.headers(token))
-
-
-def events(registry: Registry, action: str) -> list[AuditEvent]:
-    with registry.services.db.read() as s:
-        return list(s.scalars(select(AuditEvent).where(AuditEvent.action == action)
-                              .order_by(AuditEvent.id)).all())
-
-
-def teams_of(registry: Registry, username: str) -> set[str]:
-    return {t.name for t in registry.services.teams.list() if username in t.members}
 
 
 def test_leaving_the_allowed_groups_ends_tokens_at_the_next_recheck(

@@ -12,36 +12,20 @@ import os
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
-from gati_private_registry.testing import (ModuleSpec, ServerProcess, free_port, publish_body,
-                                           server_command)
+from gati_private_registry.testing import (ModuleSpec, ServerProcess, free_port, http_call,
+                                           publish_body, server_command)
 from tests.functional.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.interop
 
 PACKAGES = [f"@gati-modules/rep-{i}" for i in range(6)]
 VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "2.0.0"]
-
-
-def _http(method: str, url: str, token: str, body: Any = None) -> tuple[int, bytes]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, e.read()
-        finally:
-            e.close()
 
 
 @pytest.fixture
@@ -80,7 +64,7 @@ def test_three_replicas_one_database(replicas: list[ServerProcess], tmp_path: Pa
                                      ("publish", "approve", "read", "admin"))
     receiver = Receiver()
     try:
-        status, body = _http("POST", f"{replicas[1].url}/api/webhooks", admin,
+        status, body = http_call("POST", f"{replicas[1].url}/api/webhooks", admin,
                              {"url": receiver.url("/all"), "events": ["version.publish", "version.state"]})
         assert status == 201, body
 
@@ -95,7 +79,7 @@ def test_three_replicas_one_database(replicas: list[ServerProcess], tmp_path: Pa
                     continue
                 server = replicas[(n + worker) % 3]
                 doc = publish_body(ModuleSpec(name, version))
-                code, _ = _http("PUT", f"{server.url}/npm/{name.replace('/', '%2f')}", publish, doc)
+                code, _ = http_call("PUT", f"{server.url}/npm/{name.replace('/', '%2f')}", publish, doc)
                 if code in (200, 201):
                     with lock:
                         acknowledged.append((name, version))
@@ -111,7 +95,7 @@ def test_three_replicas_one_database(replicas: list[ServerProcess], tmp_path: Pa
         def approver(worker: int) -> None:
             for n, (name, version) in enumerate(sorted(acknowledged)):
                 if n % 3 == worker:
-                    code, out = _http("POST", f"{replicas[worker].url}/api/modules/{name}/{version}/approve",
+                    code, out = http_call("POST", f"{replicas[worker].url}/api/modules/{name}/{version}/approve",
                                       approve, {"reason": "replica test"})
                     assert code == 200, out
 
@@ -127,7 +111,7 @@ def test_three_replicas_one_database(replicas: list[ServerProcess], tmp_path: Pa
         for server in replicas:
             view = {}
             for name in PACKAGES:
-                code, raw = _http("GET", f"{server.url}/npm/{name.replace('/', '%2f')}", read)
+                code, raw = http_call("GET", f"{server.url}/npm/{name.replace('/', '%2f')}", read)
                 assert code == 200, raw
                 view[name] = json.loads(raw)
             docs.append(view)
@@ -136,7 +120,7 @@ def test_three_replicas_one_database(replicas: list[ServerProcess], tmp_path: Pa
             for name in PACKAGES:
                 for version, entry in docs[0][name]["versions"].items():
                     url = entry["dist"]["tarball"].replace(replicas[0].url, server.url)
-                    code, data = _http("GET", url, read)
+                    code, data = http_call("GET", url, read)
                     assert code == 200
                     digest = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
                     assert digest == entry["dist"]["integrity"]

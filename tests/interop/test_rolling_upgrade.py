@@ -16,8 +16,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,8 +25,8 @@ from sqlalchemy import create_engine, text
 
 import gati_private_registry
 from gati_private_registry.storage import migrate
-from gati_private_registry.testing import (ModuleSpec, ServerProcess, free_port, publish_body,
-                                           server_command)
+from gati_private_registry.testing import (ModuleSpec, ServerProcess, free_port, http_call,
+                                           publish_body, server_command)
 
 pytestmark = pytest.mark.interop
 
@@ -99,20 +97,6 @@ def build_next_release(root: Path) -> Path:
     return root
 
 
-def _http(method: str, url: str, token: str, body: Any = None) -> tuple[int, bytes]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, e.read()
-        finally:
-            e.close()
-
-
 def _path(name: str) -> str:
     return name.replace("/", "%2f")
 
@@ -153,7 +137,7 @@ class Traffic:
              body: Any = None) -> tuple[int, bytes]:
         started = time.monotonic()
         try:
-            status, raw = _http(method, self.servers[server].url + path, token, body)
+            status, raw = http_call(method, self.servers[server].url + path, token, body)
         except OSError as exc:  # refused, reset, timed out: as bad as a 5xx
             self.record(server, what, 0, repr(exc), started)
             return 0, b""
@@ -201,7 +185,7 @@ class Traffic:
             for server in old:
                 started = time.monotonic()
                 try:
-                    status, raw = _http("GET", self.servers[server].url + "/readyz", "")
+                    status, raw = http_call("GET", self.servers[server].url + "/readyz", "")
                 except OSError as exc:
                     self.record(server, "readyz", 0, repr(exc), started)
                     continue
@@ -291,15 +275,15 @@ def test_old_release_keeps_serving_while_the_next_one_migrates(cluster: dict[str
     assert admin.stdout.startswith("gati_"), admin.stdout + admin.stderr
     tokens = {}
     for scope in ("publish", "approve", "read"):
-        status, raw = _http("POST", f"{old_a.url}/api/tokens", admin.stdout.strip(),
+        status, raw = http_call("POST", f"{old_a.url}/api/tokens", admin.stdout.strip(),
                             {"scope": scope, "name": f"rolling {scope}"})
         assert status == 201, raw
         tokens[scope] = json.loads(raw)["token"]
     for name in SEEDED:
-        status, raw = _http("PUT", f"{old_a.url}/npm/{_path(name)}", tokens["publish"],
+        status, raw = http_call("PUT", f"{old_a.url}/npm/{_path(name)}", tokens["publish"],
                             publish_body(ModuleSpec(name, "1.0.0")))
         assert status in (200, 201), raw
-        status, raw = _http("POST", f"{old_b.url}/api/modules/{name}/1.0.0/approve",
+        status, raw = http_call("POST", f"{old_b.url}/api/modules/{name}/1.0.0/approve",
                             tokens["approve"], {"reason": "seed"})
         assert status == 200, raw
 
@@ -355,7 +339,7 @@ def test_old_release_keeps_serving_while_the_next_one_migrates(cluster: dict[str
     assert all(a.status == 200 for a in ready)
     assert {a.detail for a in ready if a.phase == "before"} == {"ok"}
     assert {a.detail for a in ready if a.phase in ("after", "mixed")} == {f"ahead: {NEXT_REVISION}"}
-    status, raw = _http("GET", f"{new.url}/readyz", "")
+    status, raw = http_call("GET", f"{new.url}/readyz", "")
     assert status == 200 and json.loads(raw)["checks"]["migrations"] == "ok", raw
 
     # the new release serves what both wrote, the same as the old servers do
@@ -364,7 +348,7 @@ def test_old_release_keeps_serving_while_the_next_one_migrates(cluster: dict[str
     for label, server in servers.items():
         views[label] = {}
         for name in SEEDED + [LIVE]:
-            status, raw = _http("GET", f"{server.url}/npm/{_path(name)}", tokens["read"])
+            status, raw = http_call("GET", f"{server.url}/npm/{_path(name)}", tokens["read"])
             assert status == 200, (label, raw)
             views[label][name] = json.loads(raw)
     assert views["old-a"] == views["old-b"] == views["new"], "the releases disagree on a packument"
@@ -390,5 +374,5 @@ def test_old_release_keeps_serving_while_the_next_one_migrates(cluster: dict[str
 
     for label in ("old-a", "old-b"):
         servers[label].stop()
-    status, raw = _http("GET", f"{new.url}/npm/{_path(LIVE)}", tokens["read"])
+    status, raw = http_call("GET", f"{new.url}/npm/{_path(LIVE)}", tokens["read"])
     assert status == 200 and set(json.loads(raw)["versions"]) == live_versions
